@@ -1,0 +1,40 @@
+# Sideman developer entry points. Every target sets itself up on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: setup run test test-all bench fuzz-din clean
+
+# The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The box on its default voice; virtual ports when no MIDI hardware is found. Extra flags: make run ARGS="--mode ..."
+run: setup
+	$(VENV)/bin/sideman run $(ARGS)
+
+## The whole fast suite (integration tests start their own JACK dummy server).
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+## Including slow tests (long fuzz runs).
+test-all: setup
+	$(PY) -m pytest -q -m '' $(ARGS)
+
+## Benchmarks print JSON with medians and p99, each against a baseline measured in the same run.
+bench: setup
+	$(VENV)/bin/sideman bench thru --json $(ARGS)
+
+## The long DIN parser fuzz run (10^6 streams), documented in the README.
+fuzz-din: setup
+	$(PY) -m sideman.ports.din_fuzz --streams 1000000
+
+clean:
+	rm -rf $(VENV) build *.egg-info firmware_py/*.egg-info

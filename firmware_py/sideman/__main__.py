@@ -1,0 +1,3 @@
+from sideman.cli import main
+
+raise SystemExit(main())
