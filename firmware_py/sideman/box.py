@@ -1,0 +1,249 @@
+"""The box: ports, thru, engine, sender and capture wired together, with a lifecycle that always
+ends in silence (panic on stop, on signals, on output changes and on every exception path)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sideman import messages as mm
+from sideman.capture import AI, HUMAN, SessionRecorder
+from sideman.clock import NS_PER_S, now_ns
+from sideman.controls import CONTROLS
+from sideman.engine import Engine
+from sideman.midi_clock import ClockFollower, ClockGenerator
+from sideman.model.echo import VOICES
+from sideman.model.voice import Voice
+from sideman.ports.contract import MidiOutput, PortError
+from sideman.ports.hotplug import HotplugWatcher, PortSet
+from sideman.ports.rtmidi_ports import (DEFAULT_HARDWARE_PATTERN, Backend, PortLister, RtMidiInput,
+                                        RtMidiOutput, choose_backend, hardware_ports, matching_ports)
+from sideman.schedule.outputs import OutputFanout, OutputSlot
+from sideman.schedule.sender import Scheduler
+from sideman.schedule.shaping import SwingGrid, VelocityShape
+
+log = logging.getLogger("sideman.box")
+
+VIRTUAL_IN = ("sideman", "in")        # shows up as "sideman:in"
+VIRTUAL_OUT = ("sideman-out", "out")  # shows up as "sideman-out:out"
+
+
+@dataclass
+class BoxConfig:
+    backend: str = "auto"
+    inputs: list[str] = field(default_factory=list)    # name patterns; empty: virtual port + hardware
+    outputs: list[str] = field(default_factory=list)
+    autoconnect: str | None = None  # regex of hardware ports to follow; None: backend default; "": off
+    din: str | None = None          # serial device for 5-pin DIN in/out
+    voice: str = "echo"
+    clock_out: bool = False
+    capture: bool = True
+    hotplug_interval_s: float = 0.5
+    output_latency_ms: dict[str, float] = field(default_factory=dict)  # name pattern -> ms
+    controls: dict[str, float] = field(default_factory=lambda: {c.name: c.default for c in CONTROLS})
+
+
+class Box:
+    def __init__(self, config: BoxConfig, voice: Voice | None = None,
+                 announce: Callable[[str], None] | None = None):
+        self.config = config
+        self.announce = announce or (lambda text: print(text, flush=True))
+        c = config.controls
+        self.ai_channel = int(c["ai_channel"]) - 1
+        self.voice = voice or VOICES[config.voice]()
+        self.outputs = OutputFanout()
+        self.recorder = SessionRecorder() if config.capture else None
+        self.clock_follower = ClockFollower()
+        self.scheduler = Scheduler(
+            self.outputs, ai_channel=self.ai_channel,
+            velocity=VelocityShape(c["velocity_gamma"], int(c["velocity_floor"]), int(c["velocity_ceiling"])),
+            on_played=self._record_ai)
+        self.engine = Engine(self.voice, self.scheduler)
+        self.backend: Backend | None = None
+        self.lister: PortLister | None = None
+        self.watcher: HotplugWatcher | None = None
+        self.clock_generator: ClockGenerator | None = None
+        self._fixed_inputs: list = []
+        self._fixed_slots: list[OutputSlot] = []
+        self._din = None
+        self._stopped = threading.Event()
+        self._stop_requested = threading.Event()
+        self._warned_channel_clash = False
+        self.saved_session = None
+
+    # --- the thru path (input thread) ---------------------------------------------------------
+    def on_human(self, message, t_ns: int) -> None:
+        """Every incoming message: straight to the outputs first, then to the listeners."""
+        if not (self.clock_generator is not None and message[0] == mm.CLOCK):
+            self.outputs.send(message)
+        if self.clock_follower.feed(message, t_ns):
+            return
+        if self.recorder is not None:
+            self.recorder.record(HUMAN, message, t_ns)
+        if message[0] < 0xF0 and (message[0] & 0x0F) == self.ai_channel and not self._warned_channel_clash:
+            self._warned_channel_clash = True
+            log.warning("the player is on the AI channel %d: pick another --ai-channel", self.ai_channel + 1)
+        self.engine.hear(message, t_ns)
+
+    def _record_ai(self, message, t_ns: int) -> None:
+        if self.recorder is not None:
+            self.recorder.record(AI, message, t_ns)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        c = config.controls
+        if c["swing_strength"] > 0:
+            self.scheduler.swing = SwingGrid(now_ns(), int(60 * NS_PER_S / c["tempo_bpm"]),
+                                             c["swing_ratio"], c["swing_strength"])
+        self.backend = choose_backend(config.backend)
+        self.announce(f"sideman: MIDI backend {self.backend.describe()}")
+        self.lister = PortLister(self.backend)
+        port_sets = []
+        # Inputs: named ports (must exist now, reconnected when they come back), else our virtual
+        # port plus whatever hardware appears.
+        if config.inputs:
+            self._require_matches("input", self.lister.sources(), config.inputs)
+            port_sets.append(self._input_set("input", lambda names: self._match_all(names, config.inputs)))
+        else:
+            virtual = RtMidiInput(self.backend, VIRTUAL_IN[0], virtual_name=VIRTUAL_IN[1])
+            virtual.set_receiver(self.on_human)
+            self._fixed_inputs.append(virtual)
+            self.announce(f"input : {virtual.name} (virtual)")
+        if config.outputs:
+            self._require_matches("output", self.lister.destinations(), config.outputs)
+            port_sets.append(self._output_set("output", lambda names: self._match_all(names, config.outputs)))
+        else:
+            slot = self._make_slot(RtMidiOutput(self.backend, VIRTUAL_OUT[0], virtual_name=VIRTUAL_OUT[1]))
+            self._fixed_slots.append(slot)
+            self.outputs.add(slot)
+            self.announce(f"output: {slot.name} (virtual)")
+        hardware = DEFAULT_HARDWARE_PATTERN[self.backend.name] if config.autoconnect is None else config.autoconnect
+        if hardware and not config.inputs:
+            port_sets.append(self._input_set("hardware input", lambda names: hardware_ports(names, hardware)))
+        if hardware and not config.outputs:
+            port_sets.append(self._output_set("hardware output", lambda names: hardware_ports(names, hardware)))
+        if config.din:
+            from sideman.ports.din_port import DinPort
+
+            self._din = DinPort(config.din)
+            self._din.set_receiver(self.on_human)
+            self.outputs.add(self._make_slot(self._din))
+            self.announce(f"DIN   : {config.din} (in and out, 31250 baud)")
+        self.watcher = HotplugWatcher(port_sets, config.hotplug_interval_s)
+        self.watcher.reconcile_now()
+        self.scheduler.start()
+        self.engine.start()
+        if config.clock_out:
+            self.clock_generator = ClockGenerator(self.outputs.send, c["tempo_bpm"])
+            self.clock_generator.start()
+        self.watcher.start()
+        self.announce(f"voice : {self.voice.name} on channel {self.ai_channel + 1}")
+
+    def stop(self) -> None:
+        """Idempotent. Whatever happened, every note this box sent ends before the ports close."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._stop_requested.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.engine.stop()
+        if self.clock_generator is not None:
+            self.clock_generator.stop()
+        self.scheduler.stop()  # panics the AI channel
+        for slot in self.outputs.slots:
+            # The player's held notes too: their note-offs would never reach us again.
+            slot.release()
+        for port in self._fixed_inputs:
+            port.close()
+        if self.watcher is not None:
+            for port_set in self.watcher.port_sets:
+                port_set.close()
+        for slot in self.outputs.slots:
+            slot.close()
+        if self._din is not None:
+            self._din.close()
+        if self.lister is not None:
+            self.lister.close()
+        if self.backend is not None:
+            self.backend.close()
+        if self.recorder is not None:
+            try:
+                self.saved_session = self.recorder.save()
+            except OSError as exc:
+                log.error("could not save the session capture: %s", exc)
+            if self.saved_session:
+                self.announce(f"session saved: {self.saved_session}")
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def run_until_stopped(self, ready_text: str = "ready: play something (Ctrl-C to stop)") -> int:
+        """Start, block until SIGINT/SIGTERM, stop. Returns a process exit code."""
+        previous = {sig: signal.signal(sig, lambda *_: self.request_stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            self.announce(ready_text)
+            while not self._stop_requested.wait(0.5):
+                pass
+            return 0
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # --- ports ----------------------------------------------------------------------------------
+    def _make_slot(self, port: MidiOutput) -> OutputSlot:
+        latency = self.config.controls["latency_ms"]
+        for pattern, ms in self.config.output_latency_ms.items():
+            if pattern.lower() in port.name.lower():
+                latency = ms
+        return OutputSlot(port, latency)
+
+    @staticmethod
+    def _match_all(names: list[str], patterns: list[str]) -> list[str]:
+        found: list[str] = []
+        for pattern in patterns:
+            found += [n for n in matching_ports(names, pattern) if n not in found]
+        return found
+
+    def _require_matches(self, what: str, names: list[str], patterns: list[str]) -> None:
+        for pattern in patterns:
+            if not matching_ports(names, pattern):
+                available = ", ".join(n for n in names if not n.startswith("sideman")) or "none"
+                raise PortError(f"no MIDI {what} port matches {pattern!r} (available: {available})")
+
+    def _input_set(self, label: str, wanted) -> PortSet:
+        def connect(name: str):
+            port = RtMidiInput(self.backend, "sideman-in", connect_to=name)
+            port.set_receiver(self.on_human)
+            return port
+
+        return PortSet(label, self.lister.sources, wanted, connect, lambda _n, port: port.close(), self.announce)
+
+    def _output_set(self, label: str, wanted) -> PortSet:
+        def connect(name: str) -> OutputSlot:
+            slot = self._make_slot(RtMidiOutput(self.backend, "sideman-out", connect_to=name))
+            self.outputs.add(slot)
+            return slot
+
+        def disconnect(_name: str, slot: OutputSlot) -> None:
+            # Output change: whatever we left sounding there ends first (if the device still listens).
+            self.outputs.remove(slot)
+            slot.release(all_notes_off=[self.ai_channel])
+            slot.close()
+
+        return PortSet(label, self.lister.destinations, wanted, connect, disconnect, self.announce)

@@ -1,0 +1,53 @@
+"""The one registry of user controls. Each is declared once; CLI flags (and later knobs, MIDI CC,
+presets and OLED menus) are generated from this list. Adding a control is one line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    default: float
+    low: float
+    high: float
+    unit: str
+    help: str
+    integer: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def clamp(self, value: float) -> float:
+        value = min(self.high, max(self.low, value))
+        return int(round(value)) if self.integer else float(value)
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("ai_channel", 2, 1, 16, "ch", "MIDI channel the AI plays on (the human's passes unchanged)", integer=True),
+    Control("latency_ms", 0.0, 0.0, 200.0, "ms", "send AI notes this much early to make up for the synth's latency"),
+    Control("velocity_gamma", 1.0, 0.3, 3.0, "", "AI velocity curve: <1 lifts soft notes, >1 tames them"),
+    Control("velocity_floor", 1, 1, 127, "", "softest velocity the AI sends", integer=True),
+    Control("velocity_ceiling", 127, 1, 127, "", "loudest velocity the AI sends", integer=True),
+    Control("swing_strength", 0.0, 0.0, 1.0, "", "pull AI onsets onto swung eighths (0 = off, 1 = hard)"),
+    Control("swing_ratio", 0.62, 0.5, 0.75, "", "where the off-beat eighth falls (0.5 straight, 0.67 triplet)"),
+    Control("tempo_bpm", 120.0, 40.0, 300.0, "BPM", "tempo when no MIDI clock comes in (also clock-out tempo)"),
+)
+BY_NAME = {c.name: c for c in CONTROLS}
+
+
+def add_control_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("controls")
+    for control in CONTROLS:
+        unit = f" {control.unit}" if control.unit else ""
+        group.add_argument(control.flag, dest=control.name, type=int if control.integer else float,
+                           default=control.default,
+                           help=f"{control.help} [{control.low:g}..{control.high:g}{unit}, default {control.default:g}]")
+
+
+def values_from_args(args: argparse.Namespace) -> dict[str, float]:
+    """Each control's value from parsed flags, clamped into its range."""
+    return {c.name: c.clamp(getattr(args, c.name)) for c in CONTROLS}

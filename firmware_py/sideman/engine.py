@@ -1,0 +1,66 @@
+"""The engine thread: takes the human's events off the input thread's hands and asks the voice
+what to play. It never sits on the thru path; when it falls behind, it drops events (and counts
+them) rather than holding up the music, and any exception in a voice ends in a panic."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from sideman.clock import now_ns
+from sideman.model.voice import Voice
+from sideman.schedule.sender import Scheduler
+
+log = logging.getLogger("sideman.engine")
+
+TICK_S = 0.005
+
+
+class Engine:
+    def __init__(self, voice: Voice, scheduler: Scheduler, queue_size: int = 4096):
+        self.voice = voice
+        self.scheduler = scheduler
+        self._inbox: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.voice_errors = 0
+        self.last_error: str | None = None
+
+    def hear(self, message, t_ns: int) -> None:
+        """Called on the input thread: never blocks."""
+        try:
+            self._inbox.put_nowait((message, t_ns))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("engine behind: %d input events not heard by the voice (thru unaffected)", self.dropped)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sideman-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message, t_ns = self._inbox.get(timeout=TICK_S)
+                self._ask(self.voice.hear, message, t_ns)
+            except queue.Empty:
+                self._ask(self.voice.tick, now_ns())
+
+    def _ask(self, method, *args) -> None:
+        try:
+            for t_ns, message in method(*args):
+                self.scheduler.play(t_ns, message)
+        except Exception as exc:
+            # Whatever the voice had started must not hang: turn every AI note off, keep listening.
+            self.voice_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("voice %s failed; AI notes silenced", getattr(self.voice, "name", "?"))
+            self.scheduler.panic("voice error")
