@@ -71,6 +71,8 @@ class Box:
         self._fixed_inputs: list = []
         self._fixed_slots: list[OutputSlot] = []
         self._din = None
+        self._output_set: PortSet | None = None
+        self._input_sets: list[PortSet] = []
         self._stopped = threading.Event()
         self._stop_requested = threading.Event()
         self._warned_channel_clash = False
@@ -124,7 +126,8 @@ class Box:
             self.announce(f"input : {virtual.name} (virtual)")
         if config.outputs:
             self._require_matches("output", self.lister.destinations(), config.outputs)
-            port_sets.append(self._output_set("output", lambda names: self._match_all(names, config.outputs)))
+            self._output_set = self._output_set_for("output", lambda names: self._match_all(names, config.outputs))
+            port_sets.append(self._output_set)
         else:
             slot = self._make_slot(RtMidiOutput(self.backend, VIRTUAL_OUT[0], virtual_name=VIRTUAL_OUT[1]))
             self._fixed_slots.append(slot)
@@ -134,7 +137,8 @@ class Box:
         if hardware and not config.inputs:
             port_sets.append(self._input_set("hardware input", lambda names: hardware_ports(names, hardware)))
         if hardware and not config.outputs:
-            port_sets.append(self._output_set("hardware output", lambda names: hardware_ports(names, hardware)))
+            self._output_set = self._output_set_for("hardware output", lambda names: hardware_ports(names, hardware))
+            port_sets.append(self._output_set)
         if config.din:
             from sideman.ports.din_port import DinPort
 
@@ -160,6 +164,8 @@ class Box:
         self._stop_requested.set()
         if self.watcher is not None:
             self.watcher.stop()
+        for port in self._all_inputs():
+            port.set_receiver(None)  # nothing new comes in while we wind down
         self.engine.stop()
         if self.clock_generator is not None:
             self.clock_generator.stop()
@@ -167,15 +173,13 @@ class Box:
         for slot in self.outputs.slots:
             # The player's held notes too: their note-offs would never reach us again.
             slot.release()
-        for port in self._fixed_inputs:
-            port.close()
-        if self.watcher is not None:
-            for port_set in self.watcher.port_sets:
-                port_set.close()
+        # Outputs close first (each lets its last messages leave), then inputs: on JACK, closing
+        # a client while another's messages wait for the next cycle garbles them.
         for slot in self.outputs.slots:
-            slot.close()
-        if self._din is not None:
-            self._din.close()
+            if slot.port is not self._din:
+                slot.close()
+        for port in self._all_inputs():
+            port.close()
         if self.lister is not None:
             self.lister.close()
         if self.backend is not None:
@@ -187,6 +191,12 @@ class Box:
                 log.error("could not save the session capture: %s", exc)
             if self.saved_session:
                 self.announce(f"session saved: {self.saved_session}")
+
+    def _all_inputs(self) -> list:
+        inputs = list(self._fixed_inputs) + [port for port_set in self._input_sets for port in port_set.connected.values()]
+        if self._din is not None:
+            inputs.append(self._din)
+        return inputs
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -204,6 +214,17 @@ class Box:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def select_outputs(self, patterns: list[str]) -> list[str]:
+        """Re-point the box at other synths now. Outputs left behind get their notes turned off
+        (and CC123) before they are closed. Returns the outputs connected afterwards."""
+        if self._output_set is None or self.watcher is None:
+            raise PortError("outputs are fixed for this run (no hot-plug output set)")
+        self._require_matches("output", self.lister.destinations(), patterns)
+        self.config.outputs = list(patterns)
+        self._output_set.wanted = lambda names: self._match_all(names, patterns)
+        self.watcher.reconcile_now()
+        return self.outputs.names()
 
     # --- ports ----------------------------------------------------------------------------------
     def _make_slot(self, port: MidiOutput) -> OutputSlot:
@@ -232,9 +253,11 @@ class Box:
             port.set_receiver(self.on_human)
             return port
 
-        return PortSet(label, self.lister.sources, wanted, connect, lambda _n, port: port.close(), self.announce)
+        port_set = PortSet(label, self.lister.sources, wanted, connect, lambda _n, port: port.close(), self.announce)
+        self._input_sets.append(port_set)
+        return port_set
 
-    def _output_set(self, label: str, wanted) -> PortSet:
+    def _output_set_for(self, label: str, wanted) -> PortSet:
         def connect(name: str) -> OutputSlot:
             slot = self._make_slot(RtMidiOutput(self.backend, "sideman-out", connect_to=name))
             self.outputs.add(slot)

@@ -23,7 +23,7 @@ class PortSet:
                  announce: Callable[[str], None]):
         self.label = label
         self._list_names = list_names
-        self._wanted = wanted
+        self.wanted = wanted  # replaceable: the panel/CLI can re-point a set at other ports
         self._connect = connect
         self._disconnect = disconnect
         self._announce = announce
@@ -32,7 +32,7 @@ class PortSet:
 
     def reconcile(self) -> None:
         names = self._list_names()
-        wanted = set(self._wanted(names))
+        wanted = set(self.wanted(names))
         for name in [n for n in self.connected if n not in wanted]:
             self._disconnect(name, self.connected.pop(name))
             self._announce(f"{self.label} lost: {name} (will reconnect when it is back)")
@@ -58,8 +58,13 @@ class HotplugWatcher:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the thread and an explicit reconcile_now() never overlap
 
     def reconcile_now(self) -> None:
+        with self._lock:
+            self._reconcile_all()
+
+    def _reconcile_all(self) -> None:
         for port_set in self.port_sets:
             try:
                 port_set.reconcile()

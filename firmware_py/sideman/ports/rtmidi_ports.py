@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,6 +33,7 @@ DEFAULT_HARDWARE_PATTERN = {
     # JACK: physical ports (system:) and the ALSA bridge (a2j:).
     "jack": r"^(system|a2j):",
 }
+JACK_DRAIN_S = 0.05
 INSTALL_HINT = ("install ALSA sequencer support (modprobe snd-seq) or JACK "
                 "(apt-get install jackd2), and python-rtmidi built with them")
 
@@ -122,6 +124,7 @@ class RtMidiOutput:
                  connect_to: str | None = None):
         try:
             self._midi_out = rtmidi.MidiOut(backend.api, client_name)
+            self._drain_s = JACK_DRAIN_S if backend.name == "jack" else 0.0
             if virtual_name is not None:
                 self._midi_out.open_virtual_port(virtual_name)
                 self.name = f"{client_name}:{virtual_name}"
@@ -136,6 +139,10 @@ class RtMidiOutput:
         self._midi_out.send_message(message)
 
     def close(self) -> None:
+        if self._drain_s:
+            # JACK takes queued messages out at the next process cycle; closing first would lose
+            # the last note-offs of a panic. A few periods (64-1024 frames) is plenty.
+            time.sleep(self._drain_s)
         self._midi_out.close_port()
         self._midi_out.delete()
 
