@@ -1,0 +1,121 @@
+"""Hot-plug, the command line and `make run`, over a real JACK server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from midi_probe import MidiProbe, sounding_after
+from sideman.box import Box, BoxConfig
+from sideman.model.echo import SilentVoice
+
+pytestmark = pytest.mark.jack
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(data_dir):
+    return dict(os.environ, SIDEMAN_DATA_DIR=str(data_dir), PYTHONPATH=os.pathsep.join(sys.path))
+
+
+def _sideman(*args, data_dir, timeout=30):
+    return subprocess.run([sys.executable, "-m", "sideman", *args], capture_output=True, text=True,
+                          env=_env(data_dir), timeout=timeout)
+
+
+def test_hardware_is_followed_as_it_is_plugged_unplugged_and_replugged(jack_server, data_dir):
+    said = []
+    box = Box(BoxConfig(backend="jack", autoconnect=r"^gigkbd", hotplug_interval_s=0.2, capture=False),
+              voice=SilentVoice(), announce=said.append)
+    box.start()
+    try:
+        for attempt in range(2):  # plug, unplug, plug again
+            keyboard = MidiProbe("gigkbd").open_virtual("keys", "sound")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len([s for s in said if "connected" in s]) < 2 * (attempt + 1):
+                time.sleep(0.05)
+            time.sleep(0.1)
+            keyboard.send((0x90, 60 + attempt, 99))
+            assert keyboard.wait_for(lambda m: m == (0x90, 60 + attempt, 99)), f"not reconnected ({said})"
+            keyboard.send((0x80, 60 + attempt, 0))
+            keyboard.close()  # unplug
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len([s for s in said if "lost" in s]) < 2 * (attempt + 1):
+                time.sleep(0.05)
+            assert len([s for s in said if "lost" in s]) == 2 * (attempt + 1), said
+    finally:
+        box.stop()
+
+
+def test_missing_port_is_a_one_line_error(jack_server, data_dir):
+    result = _sideman("run", "--backend", "jack", "--input", "no-such-keyboard", data_dir=data_dir)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sideman: error")]
+    assert errors == [errors[0]] and "no MIDI input port matches 'no-such-keyboard'" in errors[0]
+
+
+@pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="this machine has an ALSA sequencer")
+def test_alsa_requested_without_sequencer_says_what_to_do(data_dir):
+    result = _sideman("run", "--backend", "alsa", data_dir=data_dir)
+    assert result.returncode == 2
+    assert "ALSA sequencer not available" in result.stderr and "modprobe snd-seq" in result.stderr
+
+
+def test_ports_lists_other_clients_but_not_ours(jack_server, data_dir):
+    keyboard = MidiProbe("stagepiano").open_virtual("keys", "sound")
+    try:
+        listing = json.loads(_sideman("ports", "--backend", "jack", "--json", data_dir=data_dir).stdout)
+        assert listing["backend"] == "jack"
+        assert any(n.startswith(keyboard.name) and n.endswith(":keys") for n in listing["inputs"])
+        assert any(n.endswith(":sound") for n in listing["outputs"])
+        assert not [n for n in listing["inputs"] + listing["outputs"] if n.startswith("sideman")]
+    finally:
+        keyboard.close()
+
+
+def test_make_run_passes_a_note_through_and_sessions_lists_the_duet(jack_server, data_dir):
+    """The README's first command, as a musician runs it (with JACK standing in for hardware)."""
+    env = _env(data_dir)
+    run = subprocess.Popen(["make", "-s", "run", "ARGS=--backend jack --no-autoconnect"], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           start_new_session=True)
+    probe = MidiProbe()
+    try:
+        said = []
+        for line in run.stdout:
+            said.append(line.strip())
+            if line.startswith("ready"):
+                break
+        assert any(s.startswith("input : sideman:in") for s in said), said
+        assert any(s.startswith("output: sideman-out:out") for s in said), said
+        probe.connect()
+        probe.send((0x90, 64, 88))
+        assert probe.wait_for(lambda m: m == (0x90, 64, 88)), "note did not pass through"
+        probe.send((0x80, 64, 0))
+        assert probe.wait_for(lambda m: m == (0x91, 76, 88), timeout_s=5), "no AI echo on channel 2"
+        os.killpg(run.pid, signal.SIGINT)
+        run.wait(timeout=15)
+        assert sounding_after(probe.messages()) == set()
+    finally:
+        probe.close()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    listing = json.loads(_sideman("sessions", "--json", data_dir=data_dir).stdout)
+    assert len(listing) == 1
+    assert listing[0]["human_notes"] == 1 and listing[0]["ai_notes"] == 1
+
+
+def test_thru_bench_reports_baseline_and_added_latency(jack_server):
+    """Runs the benchmark code path (a few notes); asserts completeness, not speed."""
+    from sideman.bench.thru import run_thru_bench
+
+    result = run_thru_bench(notes=40, period=64)
+    assert result["lost_direct"] == 0 and result["lost_via_sideman"] == 0
+    assert result["added_latency"]["n"] == 40
+    for key in ("direct_latency", "via_sideman_latency", "added_latency"):
+        assert result[key]["p50_ms"] <= result[key]["p99_ms"]
+    assert result["jack_period_ms"] == pytest.approx(1.3333, abs=1e-3)
