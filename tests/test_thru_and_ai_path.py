@@ -91,3 +91,26 @@ def test_velocity_shaping_and_ai_channel_control(make_box, probe):
     assert hits
     velocities = {m[1]: m[2] for m in probe.messages() if m[0] == 0x94}
     assert velocities == {50: 64, 52: 20}
+
+
+def test_din_keyboard_reaches_jack_synth_and_din_out_with_running_status(make_box, probe):
+    """A keyboard on a 5-pin DIN cable (a real pty byte stream) plays through to every output."""
+    import os
+    import select
+
+    master, slave = os.openpty()
+    try:
+        make_box(voice=EchoVoice(delay_s=30), din=os.ttyname(slave))
+        probe.connect()
+        # Running status (one 0x90 for two notes) with a clock tick inside the second note.
+        os.write(master, bytes([0x90, 60, 100, 64, 0xF8, 90]))
+        assert probe.wait_for(lambda m: m == (0x90, 64, 90)), probe.messages()
+        assert [m for m in probe.messages() if m[0] == 0x90] == [(0x90, 60, 100), (0x90, 64, 90)]
+        wire = b""
+        while select.select([master], [], [], 0.5)[0] and len(wire) < 6:
+            wire += os.read(master, 64)
+        # Back out on DIN with running status: 0x90 once, the clock byte passed through too.
+        assert wire.replace(b"\xf8", b"") == bytes([0x90, 60, 100, 64, 90])
+    finally:
+        os.close(master)
+        os.close(slave)
