@@ -43,3 +43,23 @@ def probe(jack_server):
     p = MidiProbe()
     yield p
     p.close()
+
+
+@pytest.fixture
+def make_box(jack_server, data_dir):
+    """Start Boxes on the JACK server (no hardware auto-connect, no chatter); stopped after the test."""
+    from sideman.box import Box, BoxConfig
+
+    boxes = []
+
+    def make(voice=None, **config):
+        config.setdefault("backend", "jack")
+        config.setdefault("autoconnect", "")
+        box = Box(BoxConfig(**config), voice=voice, announce=lambda text: None)
+        box.start()
+        boxes.append(box)
+        return box
+
+    yield make
+    for box in boxes:
+        box.stop()

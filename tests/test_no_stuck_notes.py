@@ -9,7 +9,6 @@ import time
 import pytest
 
 from midi_probe import MidiProbe, sounding_after
-from sideman.box import Box, BoxConfig
 from sideman.clock import NS_PER_S
 
 pytestmark = pytest.mark.jack
@@ -40,25 +39,8 @@ class PhraseThenCrashVoice:
         return ()
 
 
-@pytest.fixture
-def box_factory(jack_server, data_dir):
-    boxes = []
-
-    def make(voice, **config):
-        config.setdefault("backend", "jack")
-        config.setdefault("autoconnect", "")
-        box = Box(BoxConfig(**config), voice=voice, announce=lambda text: None)
-        box.start()
-        boxes.append(box)
-        return box
-
-    yield make
-    for box in boxes:
-        box.stop()
-
-
-def test_voice_raising_mid_phrase_leaves_no_ai_note_on(box_factory, probe):
-    box = box_factory(PhraseThenCrashVoice())
+def test_voice_raising_mid_phrase_leaves_no_ai_note_on(make_box, probe):
+    box = make_box(PhraseThenCrashVoice())
     probe.connect()
     probe.send((0x90, 60, 70))
     probe.send((0x90, 62, 70))
@@ -75,8 +57,8 @@ def test_voice_raising_mid_phrase_leaves_no_ai_note_on(box_factory, probe):
     assert probe.wait_for(lambda m: m == (0x90, 65, 70))
 
 
-def test_stop_turns_off_ai_and_held_player_notes(box_factory, probe):
-    box = box_factory(PhraseThenCrashVoice())
+def test_stop_turns_off_ai_and_held_player_notes(make_box, probe):
+    box = make_box(PhraseThenCrashVoice())
     probe.connect()
     probe.send((0xB0, 64, 127))  # the player holds the pedal ...
     probe.send((0x90, 60, 70))   # ... and a note, and the AI has started one
@@ -88,7 +70,7 @@ def test_stop_turns_off_ai_and_held_player_notes(box_factory, probe):
     assert (0xB0, 64, 0) in messages  # the pedal lifted too
 
 
-def test_panic_while_notes_stream_never_strands_a_note(box_factory, probe):
+def test_panic_while_notes_stream_never_strands_a_note(make_box, probe):
     """Panics landing at random moments in a dense stream of AI notes: afterwards nothing sounds."""
     class Flurry:
         name = "flurry"
@@ -105,7 +87,7 @@ def test_panic_while_notes_stream_never_strands_a_note(box_factory, probe):
         def tick(self, t_ns):
             return ()
 
-    box = box_factory(Flurry())
+    box = make_box(Flurry())
     probe.connect()
     for round_ in range(5):
         probe.send((0x90, 60, 70))
@@ -143,13 +125,13 @@ def test_signal_to_sideman_run_ends_every_note_and_saves_the_session(jack_server
             box.kill()
 
 
-def test_switching_outputs_silences_the_old_synth(box_factory, jack_server):
+def test_switching_outputs_silences_the_old_synth(make_box, jack_server):
     keys, synth_a, synth_b = MidiProbe("keys"), MidiProbe("synthA"), MidiProbe("synthB")
     try:
         keys.open_virtual("out", "unused")
         synth_a.open_virtual("unused", "in")
         synth_b.open_virtual("unused", "in")
-        box = box_factory(PhraseThenCrashVoice(), inputs=[keys.name], outputs=[synth_a.name])
+        box = make_box(PhraseThenCrashVoice(), inputs=[keys.name], outputs=[synth_a.name])
         keys.send((0x90, 60, 70))
         assert synth_a.wait_for(lambda m: m == (0x91, 41, 80))
         connected = box.select_outputs([synth_b.name])

@@ -4,28 +4,10 @@ import threading
 
 import pytest
 
-from midi_probe import MidiProbe, sounding_after
-from sideman.box import Box, BoxConfig
+from midi_probe import sounding_after
 from sideman.model.echo import EchoVoice
 
 pytestmark = pytest.mark.jack
-
-
-@pytest.fixture
-def make_box(jack_server, data_dir):
-    boxes = []
-
-    def make(voice=None, **config):
-        config.setdefault("backend", "jack")
-        config.setdefault("autoconnect", "")
-        box = Box(BoxConfig(**config), voice=voice, announce=lambda text: None)
-        box.start()
-        boxes.append(box)
-        return box
-
-    yield make
-    for box in boxes:
-        box.stop()
 
 
 def test_player_messages_pass_through_unchanged(make_box, probe):

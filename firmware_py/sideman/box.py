@@ -4,9 +4,7 @@ ends in silence (panic on stop, on signals, on output changes and on every excep
 from __future__ import annotations
 
 import logging
-import re
 import signal
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable

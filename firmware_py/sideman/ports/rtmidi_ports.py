@@ -18,7 +18,7 @@ from typing import Sequence
 import rtmidi
 
 from sideman.clock import now_ns
-from sideman.ports.contract import Message, PortError, Receiver
+from sideman.ports.contract import PortError, Receiver
 from sideman.ports.jack_server import DummyJackServer, jack_server_running
 
 log = logging.getLogger("sideman.ports")
