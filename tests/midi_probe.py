@@ -19,13 +19,22 @@ class MidiProbe:
         self._out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, self.name)
         self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, self.name)
         self._in.ignore_types(sysex=False, timing=False, active_sense=False)
-        self._in.set_callback(self._on_message)
+        # Polled from a thread, not a callback: a Python callback on JACK's process thread could
+        # deadlock with the box (same process) closing a port while holding the GIL.
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+        self._poller.start()
 
-    def _on_message(self, event, _data):
+    def _poll(self):
         from sideman.clock import now_ns
 
-        with self._lock:
-            self.received.append((tuple(event[0]), now_ns()))
+        while not self._stop.is_set():
+            event = self._in.get_message()
+            if event is None:
+                time.sleep(0.0005)
+                continue
+            with self._lock:
+                self.received.append((tuple(event[0]), now_ns()))
 
     def open_virtual(self, out_name="keys", in_name="synth"):
         """Ports that look like hardware for the box's auto-connect (client name = self.name)."""
@@ -64,7 +73,8 @@ class MidiProbe:
         return []
 
     def close(self):
-        self._in.cancel_callback()
+        self._stop.set()
+        self._poller.join()
         self._in.delete()
         self._out.delete()
 

@@ -119,7 +119,6 @@ class Box:
             port_sets.append(self._input_set("input", lambda names: self._match_all(names, config.inputs)))
         else:
             virtual = RtMidiInput(self.backend, VIRTUAL_IN[0], virtual_name=VIRTUAL_IN[1])
-            virtual.set_receiver(self.on_human)
             self._fixed_inputs.append(virtual)
             self.announce(f"input : {virtual.name} (virtual)")
         if config.outputs:
@@ -145,6 +144,8 @@ class Box:
             self.outputs.add(self._make_slot(self._din))
             self.announce(f"DIN   : {config.din} (in and out, 31250 baud)")
         self.watcher = HotplugWatcher(port_sets, config.hotplug_interval_s)
+        for port in self._fixed_inputs:
+            port.set_receiver(self.on_human)
         self.watcher.reconcile_now()
         self.scheduler.start()
         self.engine.start()

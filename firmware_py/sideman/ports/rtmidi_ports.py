@@ -76,11 +76,59 @@ def choose_backend(requested: str = "auto", start_private_jack: bool = True) -> 
     return Backend("jack", rtmidi.API_UNIX_JACK, private_server=server)
 
 
+class InputPoller:
+    """One thread that takes incoming messages out of every rtmidi input's queue.
+
+    Why not rtmidi's callbacks: python-rtmidi would call Python from JACK's process thread (ALSA:
+    its input thread), and it holds the GIL through blocking calls such as opening or closing a
+    client. JACK's server waits for every client's process cycle before it completes such a call,
+    and a process thread waiting for the GIL never finishes its cycle: a deadlock, seen in testing
+    when a note arrived while an unplugged synth's port was being closed. With polling, no Python
+    ever runs on those threads. The poll interval (0.25 ms) is well under one JACK period.
+    """
+
+    POLL_S = 0.00025
+
+    def __init__(self):
+        self._inputs: tuple[RtMidiInput, ...] = ()
+        self._lock = threading.Lock()  # held for a sweep; removal waits for it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, port: "RtMidiInput") -> None:
+        with self._lock:
+            self._inputs = self._inputs + (port,)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sideman-midi-in", daemon=True)
+                self._thread.start()
+
+    def remove(self, port: "RtMidiInput") -> None:
+        with self._lock:
+            self._inputs = tuple(p for p in self._inputs if p is not port)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            with self._lock:
+                for port in self._inputs:
+                    busy |= port.take_messages()
+            if not busy:
+                time.sleep(self.POLL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
+_POLLER = InputPoller()
+
+
 class RtMidiInput:
     """One rtmidi input: a virtual port others connect to, or a connection to an existing port."""
 
     def __init__(self, backend: Backend, client_name: str, *, virtual_name: str | None = None,
-                 connect_to: str | None = None):
+                 connect_to: str | None = None, poller: InputPoller = _POLLER):
         try:
             self._midi_in = rtmidi.MidiIn(backend.api, client_name, queue_size_limit=4096)
             # Pass everything through: SysEx, clock, active sensing are the synth's business too.
@@ -95,24 +143,27 @@ class RtMidiInput:
         except (rtmidi.SystemError, rtmidi.InvalidPortError, rtmidi.NoDevicesError) as exc:
             raise PortError(f"cannot open MIDI input {connect_to or virtual_name!r}: {exc}") from exc
         self._receiver: Receiver | None = None
+        self._poller = poller
+        poller.add(self)
 
     def set_receiver(self, receiver: Receiver | None) -> None:
         self._receiver = receiver
-        if receiver is None:
-            self._midi_in.cancel_callback()
-        else:
-            self._midi_in.set_callback(self._on_message)
 
-    def _on_message(self, event, _data) -> None:
-        # Runs on rtmidi's thread (JACK: the process thread). Stamp first, then hand over.
-        t = now_ns()
-        receiver = self._receiver
-        if receiver is not None:
-            receiver(tuple(event[0]), t)
+    def take_messages(self) -> bool:
+        """Called by the poller: hand every queued message to the receiver. True if any."""
+        event = self._midi_in.get_message()
+        if event is None:
+            return False
+        while event is not None:
+            receiver = self._receiver
+            if receiver is not None:
+                receiver(tuple(event[0]), now_ns())
+            event = self._midi_in.get_message()
+        return True
 
     def close(self) -> None:
         self._receiver = None
-        self._midi_in.cancel_callback()
+        self._poller.remove(self)
         self._midi_in.close_port()
         self._midi_in.delete()
 
