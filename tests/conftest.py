@@ -25,7 +25,11 @@ def jack_server():
         pytest.fail("jackd not installed: apt-get install jackd2 (.ci/run does this)")
     from sideman.ports.jack_server import DummyJackServer
 
-    server = DummyJackServer(name=f"sideman-test-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    # The dummy server runs without real-time scheduling; on a loaded 2-core machine a client
+    # that misses its cycle would lose MIDI. Synchronous mode makes the server wait for it, and a
+    # long period (21 ms) gives slack. Latency is the benchmark's business (64 frames), not the tests'.
+    server = DummyJackServer(name=f"sideman-test-{os.getpid()}-{uuid.uuid4().hex[:6]}", period=1024,
+                             synchronous=True)
     server.start()
     yield server
     server.stop()

@@ -50,10 +50,24 @@ class MidiProbe:
             if box_input in outs and box_output in ins:
                 self._out.open_port(outs.index(box_input))
                 self._in.open_port(ins.index(box_output))
-                time.sleep(0.05)
+                self.round_trip()
                 return self
             time.sleep(0.05)
         raise AssertionError(f"box ports not found: {self._out.get_ports()} / {self._in.get_ports()}")
+
+    def round_trip(self, listener: "MidiProbe | None" = None, timeout_s: float = 10.0):
+        """Wait until a message sent from here reaches `listener` (default: us) through the box.
+        JACK connections take effect at a later cycle; a note sent before that would be lost."""
+        listener = listener or self
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.send((0xFE,))  # active sensing: passed through, ignored by voices and capture
+            if listener.wait_for(lambda m: m == (0xFE,), timeout_s=0.1):
+                time.sleep(0.1)  # let stragglers of the ping arrive before we forget them
+                with listener._lock:
+                    listener.received = [(m, t) for m, t in listener.received if m != (0xFE,)]
+                return
+        raise AssertionError("no round trip through the box")
 
     def send(self, message):
         self._out.send_message(list(message))

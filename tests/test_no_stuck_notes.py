@@ -16,6 +16,15 @@ pytestmark = pytest.mark.jack
 AI = 1  # channel 2 on the wire
 
 
+def _wait_until(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
 class PhraseThenCrashVoice:
     """Starts long AI notes on each human note and raises on the third: an engine dying mid-phrase."""
 
@@ -64,9 +73,8 @@ def test_stop_turns_off_ai_and_held_player_notes(make_box, probe):
     probe.send((0x90, 60, 70))   # ... and a note, and the AI has started one
     assert probe.wait_for(lambda m: m == (0x91, 41, 80))
     box.stop()
-    time.sleep(0.05)
+    assert _wait_until(lambda: sounding_after(probe.messages()) == set())
     messages = probe.messages()
-    assert sounding_after(messages) == set()
     assert (0xB0, 64, 0) in messages  # the pedal lifted too
 
 
@@ -93,7 +101,8 @@ def test_panic_while_notes_stream_never_strands_a_note(make_box, probe):
         probe.send((0x90, 60, 70))
         time.sleep(0.01 + 0.013 * round_)
         box.scheduler.panic("test")
-        time.sleep(0.03)
+        # Wait until this panic's CC123 has arrived, then nothing may be left on.
+        assert _wait_until(lambda: probe.messages().count((0xB1, 123, 0)) == round_ + 1)
         assert sounding_after(probe.messages(), channel=AI) == set(), f"stuck after panic {round_}"
 
 
@@ -113,8 +122,7 @@ def test_signal_to_sideman_run_ends_every_note_and_saves_the_session(jack_server
         assert sounding_after(probe.messages()) == {(0, 60), (AI, 72)}
         box.send_signal(sig)
         assert box.wait(timeout=10) == 0
-        time.sleep(0.05)
-        assert sounding_after(probe.messages()) == set()
+        assert _wait_until(lambda: sounding_after(probe.messages()) == set())
         assert (0xB1, 123, 0) in probe.messages()
         rest = box.stdout.read()
         assert "session saved" in rest
@@ -132,12 +140,13 @@ def test_switching_outputs_silences_the_old_synth(make_box, jack_server):
         synth_a.open_virtual("unused", "in")
         synth_b.open_virtual("unused", "in")
         box = make_box(PhraseThenCrashVoice(), inputs=[keys.name], outputs=[synth_a.name])
+        keys.round_trip(synth_a)
         keys.send((0x90, 60, 70))
         assert synth_a.wait_for(lambda m: m == (0x91, 41, 80))
         connected = box.select_outputs([synth_b.name])
         assert len(connected) == 1 and connected[0].startswith(synth_b.name)
-        time.sleep(0.05)
-        assert sounding_after(synth_a.messages()) == set(), "old synth left with notes on"
+        assert _wait_until(lambda: sounding_after(synth_a.messages()) == set()), "old synth left with notes on"
+        keys.round_trip(synth_b)
         keys.send((0x90, 62, 70))
         assert synth_b.wait_for(lambda m: m == (0x90, 62, 70))
         assert not synth_a.wait_for(lambda m: m == (0x90, 62, 70), timeout_s=0.2)

@@ -24,8 +24,12 @@ DEFAULT_PERIOD = 64  # frames: 1.33 ms at 48 kHz, the period the thru benchmark 
 class DummyJackServer:
     """A `jackd -d dummy` process. Use as a context manager; sets JACK_DEFAULT_SERVER for clients."""
 
-    def __init__(self, name: str | None = None, rate: int = DEFAULT_RATE, period: int = DEFAULT_PERIOD):
+    def __init__(self, name: str | None = None, rate: int = DEFAULT_RATE, period: int = DEFAULT_PERIOD,
+                 synchronous: bool = False):
         self.name = name or f"sideman-{os.getpid()}"
+        # Synchronous mode: the server waits for late clients instead of dropping their cycle
+        # (and its MIDI). Right for tests on a loaded machine; the benchmark keeps the default.
+        self.synchronous = synchronous
         self.rate = rate
         self.period = period
         self.process: subprocess.Popen | None = None
@@ -41,7 +45,7 @@ class DummyJackServer:
             raise PortError("no MIDI backend: jackd not found (install it: apt-get install jackd2)")
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         self.process = subprocess.Popen(
-            [jackd, "--no-realtime", "--name", self.name, "-d", "dummy",
+            [jackd, "--no-realtime", *(["--sync"] if self.synchronous else []), "--name", self.name, "-d", "dummy",
              "-r", str(self.rate), "-p", str(self.period)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env, start_new_session=True,
