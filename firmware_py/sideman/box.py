@@ -67,7 +67,6 @@ class Box:
         self.watcher: HotplugWatcher | None = None
         self.clock_generator: ClockGenerator | None = None
         self._fixed_inputs: list = []
-        self._fixed_slots: list[OutputSlot] = []
         self._din = None
         self._output_set: PortSet | None = None
         self._input_sets: list[PortSet] = []
@@ -127,7 +126,6 @@ class Box:
             port_sets.append(self._output_set)
         else:
             slot = self._make_slot(RtMidiOutput(self.backend, VIRTUAL_OUT[0], virtual_name=VIRTUAL_OUT[1]))
-            self._fixed_slots.append(slot)
             self.outputs.add(slot)
             self.announce(f"output: {slot.name} (virtual)")
         hardware = DEFAULT_HARDWARE_PATTERN[self.backend.name] if config.autoconnect is None else config.autoconnect
