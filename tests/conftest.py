@@ -15,8 +15,6 @@ from midi_probe import MidiProbe
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "firmware_py"))
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def jack_server():

@@ -20,7 +20,8 @@ from sideman.model.voice import Voice
 from sideman.ports.contract import MidiOutput, PortError
 from sideman.ports.hotplug import HotplugWatcher, PortSet
 from sideman.ports.rtmidi_ports import (DEFAULT_HARDWARE_PATTERN, Backend, PortLister, RtMidiInput,
-                                        RtMidiOutput, choose_backend, hardware_ports, matching_ports)
+                                        RtMidiOutput, choose_backend, hardware_ports, is_own_port,
+                                        matching_ports)
 from sideman.schedule.outputs import OutputFanout, OutputSlot
 from sideman.schedule.sender import Scheduler
 from sideman.schedule.shaping import SwingGrid, VelocityShape
@@ -241,7 +242,7 @@ class Box:
     def _require_matches(self, what: str, names: list[str], patterns: list[str]) -> None:
         for pattern in patterns:
             if not matching_ports(names, pattern):
-                available = ", ".join(n for n in names if not n.startswith("sideman")) or "none"
+                available = ", ".join(n for n in names if not is_own_port(n)) or "none"
                 raise PortError(f"no MIDI {what} port matches {pattern!r} (available: {available})")
 
     def _input_set(self, label: str, wanted) -> PortSet:

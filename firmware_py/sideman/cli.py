@@ -87,13 +87,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_ports(args) -> int:
-    from sideman.ports.rtmidi_ports import PortLister, choose_backend
+    from sideman.ports.rtmidi_ports import PortLister, choose_backend, is_own_port
 
     backend = choose_backend(args.backend, start_private_jack=False)
     lister = PortLister(backend)
     try:
-        listing = {"backend": backend.name, "inputs": [n for n in lister.sources() if not n.startswith("sideman")],
-                   "outputs": [n for n in lister.destinations() if not n.startswith("sideman")]}
+        listing = {"backend": backend.name, "inputs": [n for n in lister.sources() if not is_own_port(n)],
+                   "outputs": [n for n in lister.destinations() if not is_own_port(n)]}
     finally:
         lister.close()
     if args.json:

@@ -3,23 +3,13 @@
 NOTE_OFF = 0x80
 NOTE_ON = 0x90
 CONTROL_CHANGE = 0xB0
-PROGRAM_CHANGE = 0xC0
 CC_SUSTAIN = 64
 CC_ALL_SOUND_OFF = 120
 CC_ALL_NOTES_OFF = 123
 
-CLOCK, START, CONTINUE, STOP, ACTIVE_SENSING = 0xF8, 0xFA, 0xFB, 0xFC, 0xFE
+CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 
 
-def kind(message) -> int:
-    """Status without channel for channel messages (0x90 …), the whole status byte otherwise."""
-    status = message[0]
-    return status & 0xF0 if status < 0xF0 else status
-
-
-def channel(message) -> int:
-    """0-based channel of a channel message."""
-    return message[0] & 0x0F
 
 
 def is_note_on(message) -> bool:
@@ -30,9 +20,6 @@ def is_note_off(message) -> bool:
     status = message[0] & 0xF0
     return len(message) == 3 and (status == NOTE_OFF or (status == NOTE_ON and message[2] == 0))
 
-
-def is_realtime(message) -> bool:
-    return message[0] >= 0xF8
 
 
 def note_on(ch: int, pitch: int, velocity: int) -> tuple[int, int, int]:

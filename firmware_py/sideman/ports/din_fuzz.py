@@ -268,6 +268,13 @@ class FuzzSummary:
     seed: int = 0
     examples: list[str] = field(default_factory=list)  # the first few failures, for a repro
 
+    def tally(self, nbytes: int, messages: int, problem: str | None, where: str) -> None:
+        self.streams += 1
+        self.bytes += nbytes
+        self.messages += messages
+        if problem:
+            self.fail(f"{where}: {problem}")
+
     def fail(self, problem: str) -> None:
         self.failures += 1
         if len(self.examples) < 5:
@@ -283,11 +290,7 @@ def run_random_streams(count: int, seed: int, max_len: int = 64, summary: FuzzSu
         # Every 8th stream with a tiny SysEx limit, to exercise the overflow path.
         max_sysex = rng.randint(2, 24) if i % 8 == 7 else None
         n, problem = check_stream(data, max_sysex)
-        summary.streams += 1
-        summary.bytes += len(data)
-        summary.messages += n
-        if problem:
-            summary.fail(f"stream {i} (seed {seed}, max_sysex {max_sysex}) {data.hex(' ')}: {problem}")
+        summary.tally(len(data), n, problem, f"stream {i} (seed {seed}, max_sysex {max_sysex}) {data.hex(' ')}")
         if progress is not None and i % 10_000 == 0:
             progress(summary)
     return summary
@@ -299,11 +302,7 @@ def run_structured(count: int, seed: int, max_messages: int = 24, summary: FuzzS
     rng = random.Random(seed)
     for i in range(count):
         nbytes, n, problem = check_structured(rng, rng.randint(1, max_messages))
-        summary.streams += 1
-        summary.bytes += nbytes
-        summary.messages += n
-        if problem:
-            summary.fail(f"structured case {i} (seed {seed}): {problem}")
+        summary.tally(nbytes, n, problem, f"structured case {i} (seed {seed})")
         if progress is not None and i % 10_000 == 0:
             progress(summary)
     return summary

@@ -43,20 +43,20 @@ class OutputSlot:
     def _track(self, message: Sequence[int]) -> None:
         if len(message) != 3 or message[0] >= 0xF0:
             return
-        status, ch = message[0] & 0xF0, message[0] & 0x0F
-        if status == mm.NOTE_ON and message[2] > 0:
+        ch = message[0] & 0x0F
+        if mm.is_note_on(message):
             key = (ch, message[1])
             self._sounding[key] = self._sounding.get(key, 0) + 1
-        elif status == mm.NOTE_OFF or status == mm.NOTE_ON:
+        elif mm.is_note_off(message):
             key = (ch, message[1])
             count = self._sounding.get(key, 0)
             if count <= 1:
                 self._sounding.pop(key, None)
             else:
                 self._sounding[key] = count - 1
-        elif status == mm.CONTROL_CHANGE and message[1] == mm.CC_SUSTAIN:
+        elif message[0] & 0xF0 == mm.CONTROL_CHANGE and message[1] == mm.CC_SUSTAIN:
             (self._sustain_down.add if message[2] >= 64 else self._sustain_down.discard)(ch)
-        elif status == mm.CONTROL_CHANGE and message[1] in (mm.CC_ALL_NOTES_OFF, mm.CC_ALL_SOUND_OFF):
+        elif message[0] & 0xF0 == mm.CONTROL_CHANGE and message[1] in (mm.CC_ALL_NOTES_OFF, mm.CC_ALL_SOUND_OFF):
             for key in [k for k in self._sounding if k[0] == ch]:
                 del self._sounding[key]
 
