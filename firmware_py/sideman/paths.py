@@ -17,6 +17,17 @@ def data_dir() -> Path:
     return Path(xdg) / "sideman"
 
 
+def models_dir() -> Path:
+    """Shipped weights and tables: SIDEMAN_MODELS_DIR, else the repository's models/ (a checkout or
+    an editable install), else /usr/share/sideman/models (the box's .deb)."""
+    if os.environ.get("SIDEMAN_MODELS_DIR"):
+        return Path(os.environ["SIDEMAN_MODELS_DIR"])
+    in_repo = Path(__file__).resolve().parents[2] / "models"
+    if in_repo.is_dir():
+        return in_repo
+    return Path("/usr/share/sideman/models")
+
+
 def sessions_dir() -> Path:
     return data_dir() / "sessions"
 

@@ -1,0 +1,1 @@
+"""sideman-train: the off-device pipeline (corpus, Markov tables, later the transformer)."""
