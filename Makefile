@@ -5,7 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup run test test-all bench fuzz-din clean
+DATA   ?= ../shared/data
+
+.PHONY: setup run test test-all bench bench-reaction eval-listen train-markov fuzz-din clean
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -31,6 +33,19 @@ test-all: setup
 ## Benchmarks print JSON with medians and p99, each against a baseline measured in the same run.
 bench: setup
 	$(VENV)/bin/sideman bench thru --json $(ARGS)
+	$(VENV)/bin/sideman bench reaction --json $(ARGS)
+
+bench-reaction: setup
+	$(VENV)/bin/sideman bench reaction --json $(ARGS)
+
+## Listening accuracy (chords vs chord_midi.txt, beats vs beat_midi.txt) on a POP909-like folder.
+eval-listen: setup
+	$(VENV)/bin/sideman eval-listen $(DATA)/pop909 --json $(ARGS)
+
+## Rebuild the shipped Markov tables from PiJAMA (train split); see models/markov/MODEL_CARD.md.
+train-markov: setup
+	$(VENV)/bin/sideman-train markov --pijama $(DATA)/pijama --pianist "Brad Mehldau" --split train --name mehldau --out models/markov/
+	$(VENV)/bin/sideman-train markov --pijama $(DATA)/pijama --pianist "Art Tatum" --split train --name tatum --out models/markov/
 
 ## The long DIN parser fuzz run (10^6 streams), documented in the README.
 fuzz-din: setup
