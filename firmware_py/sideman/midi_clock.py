@@ -54,6 +54,15 @@ class ClockFollower:
         return 60.0 * NS_PER_S / (interval * TICKS_PER_BEAT) if interval > 0 else None
 
 
+    def last_beat_ns(self, now: int | None = None) -> int | None:
+        """When the last beat (quarter note) fell, counted from Start; None when not playing."""
+        bpm = self.tempo_bpm(now)
+        if not self.playing or bpm is None or self.last_tick_ns is None:
+            return None
+        tick_ns = 60 * NS_PER_S / (bpm * TICKS_PER_BEAT)
+        return int(self.last_tick_ns - (self.ticks_since_start % TICKS_PER_BEAT) * tick_ns)
+
+
 class ClockGenerator:
     """Sends 24 ticks per beat at a set tempo, from absolute deadlines (no drift)."""
 
