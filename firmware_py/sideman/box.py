@@ -15,7 +15,6 @@ from sideman.clock import NS_PER_S, now_ns
 from sideman.controls import CONTROLS
 from sideman.engine import Engine
 from sideman.midi_clock import ClockFollower, ClockGenerator
-from sideman.model.echo import VOICES
 from sideman.model.voice import Voice
 from sideman.ports.contract import MidiOutput, PortError
 from sideman.ports.hotplug import HotplugWatcher, PortSet
@@ -39,7 +38,10 @@ class BoxConfig:
     outputs: list[str] = field(default_factory=list)
     autoconnect: str | None = None  # regex of hardware ports to follow; None: backend default; "": off
     din: str | None = None          # serial device for 5-pin DIN in/out
-    voice: str = "echo"
+    voice: str = "markov"
+    mode: str = "call-response"
+    style: str = "mehldau"
+    seed: int = 0
     clock_out: bool = False
     capture: bool = True
     hotplug_interval_s: float = 0.5
@@ -54,10 +56,17 @@ class Box:
         self.announce = announce or (lambda text: print(text, flush=True))
         c = config.controls
         self.ai_channel = int(c["ai_channel"]) - 1
-        self.voice = voice or VOICES[config.voice]()
+        if voice is None:
+            from sideman.play.voices import make_voice
+
+            voice = make_voice(config.voice, config.mode, config.style, config.controls, config.seed,
+                               warn=lambda text: self.announce(f"warning: {text}"))
+        self.voice = voice
         self.outputs = OutputFanout()
         self.recorder = SessionRecorder() if config.capture else None
         self.clock_follower = ClockFollower()
+        if hasattr(self.voice, "use_clock"):
+            self.voice.use_clock(self.clock_follower)
         self.scheduler = Scheduler(
             self.outputs, ai_channel=self.ai_channel,
             velocity=VelocityShape(c["velocity_gamma"], int(c["velocity_floor"]), int(c["velocity_ceiling"])),

@@ -35,6 +35,15 @@ CONTROLS: tuple[Control, ...] = (
     Control("swing_strength", 0.0, 0.0, 1.0, "", "pull AI onsets onto swung eighths (0 = off, 1 = hard)"),
     Control("swing_ratio", 0.62, 0.5, 0.75, "", "where the off-beat eighth falls (0.5 straight, 0.67 triplet)"),
     Control("tempo_bpm", 120.0, 40.0, 300.0, "BPM", "tempo when no MIDI clock comes in (also clock-out tempo)"),
+    # How the AI plays (read live by the session at every request).
+    Control("temperature", 1.0, 0.2, 2.0, "", "adventure: <1 plays it safe, >1 takes chances"),
+    Control("density", 0.5, 0.0, 1.0, "", "how busy the AI plays (0 sparse, 1 dense)"),
+    Control("chord_bias", 0.6, 0.0, 1.0, "", "how strongly the AI's notes lean to the chord you play"),
+    Control("answer_length", 1.0, 0.25, 2.0, "x", "answer length relative to your phrase (1 to 8 bars)"),
+    Control("register_shift", 0, -24, 24, "st", "move the AI's register up or down", integer=True),
+    Control("style_blend", 0.0, 0.0, 1.0, "", "blend from the first style (0) to the second (1)"),
+    Control("trade_bars", 4, 1, 16, "bars", "bars per turn when trading", integer=True),
+    Control("keep_cc", 80, 0, 127, "CC", "MIDI CC that keeps your last phrase for variation mode", integer=True),
 )
 BY_NAME = {c.name: c for c in CONTROLS}
 

@@ -9,7 +9,7 @@ import queue
 import threading
 
 from sideman.clock import now_ns
-from sideman.model.voice import Voice
+from sideman.model.voice import HUSH, Voice
 from sideman.schedule.sender import Scheduler
 
 log = logging.getLogger("sideman.engine")
@@ -56,8 +56,11 @@ class Engine:
 
     def _ask(self, method, *args) -> None:
         try:
-            for t_ns, message in method(*args):
-                self.scheduler.play(t_ns, message)
+            for item in method(*args):
+                if item is HUSH:
+                    self.scheduler.hush()
+                else:
+                    self.scheduler.play(*item)
         except Exception as exc:
             # Whatever the voice had started must not hang: turn every AI note off, keep listening.
             self.voice_errors += 1

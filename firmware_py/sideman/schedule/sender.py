@@ -83,7 +83,20 @@ class Scheduler:
             return sum(1 for item in self._queue if item.slot is None)
 
     def panic(self, reason: str = "panic") -> int:
-        """Drop everything not yet played and turn off every AI note on every output."""
+        """Drop everything not yet played and turn off every AI note on every output (+ CC123)."""
+        sent = self._drop_and_release(all_notes_off=True)
+        self.panics += 1
+        log.info("panic (%s): %d AI note(s) turned off", reason, sent)
+        return sent
+
+    def hush(self) -> int:
+        """The musical stop (the player barged in, the mode changed): drop what is planned and end
+        the AI notes now sounding with their own note-offs. No CC123, no panic count."""
+        sent = self._drop_and_release(all_notes_off=False)
+        log.debug("hush: %d AI note(s) ended", sent)
+        return sent
+
+    def _drop_and_release(self, all_notes_off: bool) -> int:
         locked = self._send_lock.acquire(timeout=1.0)  # a wedged sender must not block a panic
         try:
             with self._cond:
@@ -91,12 +104,11 @@ class Scheduler:
                 self._cond.notify()
             sent = 0
             for slot in self.outputs.slots:
-                sent += slot.release(channels=[self.ai_channel], all_notes_off=[self.ai_channel])
+                sent += slot.release(channels=[self.ai_channel],
+                                     all_notes_off=[self.ai_channel] if all_notes_off else ())
         finally:
             if locked:
                 self._send_lock.release()
-        self.panics += 1
-        log.info("panic (%s): %d AI note(s) turned off", reason, sent)
         return sent
 
     # --- the thread ---------------------------------------------------------------------------

@@ -1,0 +1,202 @@
+"""The session modes. Each is a policy: it decides *when* the AI plays and what it asks the voice
+for; the voice decides the notes. Policies see the session (listener state, steering, what the AI
+is doing) and call `session.play(request)` or `session.hush()`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from sideman.listen.phrases import Phrase
+from sideman.play.request import ANSWER, COMP, DUET, VARIATION, PlayRequest
+
+if TYPE_CHECKING:
+    from sideman.play.session import Session
+
+BEATS_PER_BAR = 4
+MAX_ANSWER_BARS = 8
+# How far ahead of a bar line a policy asks for the next bar, so its first note is on time.
+LEAD_S = 0.12
+
+
+class Policy:
+    name = "?"
+
+    def on_note(self, session: "Session", t_s: float, pitch: int) -> None: ...
+    def on_phrase_end(self, session: "Session", phrase: Phrase, t_s: float) -> None: ...
+    def on_tick(self, session: "Session", t_s: float) -> None: ...
+
+
+class CallResponse(Policy):
+    """Answer when the phrase ends, as long as the call scaled by answer_length (1 to 8 bars);
+    stop the moment the player starts again."""
+    name = "call-response"
+
+    def on_note(self, session, t_s, pitch):
+        if session.ai_busy(t_s):
+            session.hush(t_s, barge_in=True)
+
+    def on_phrase_end(self, session, phrase, t_s):
+        session.play(self.request(session, phrase, t_s, ANSWER, tuple(phrase.notes)), phrase)
+
+    @staticmethod
+    def request(session, phrase: Phrase, t_s: float, kind: str, material) -> PlayRequest:
+        state = session.state(t_s)
+        beat = state.beat_s
+        start = session.answer_start(phrase, t_s)
+        call_bars = phrase.duration_s / (BEATS_PER_BAR * beat)
+        bars = min(MAX_ANSWER_BARS, max(1, round(call_bars * session.steering.answer_length)))
+        return PlayRequest(kind, start, start + bars * BEATS_PER_BAR * beat,
+                           session.register_around(phrase.notes), material, session.steering.density)
+
+
+class Variation(CallResponse):
+    """Like call and response, but once the player says "keep", every answer is a variation of
+    the kept phrase."""
+    name = "variation"
+
+    def on_phrase_end(self, session, phrase, t_s):
+        if session.kept_phrase is None:
+            super().on_phrase_end(session, phrase, t_s)
+            return
+        kept = session.kept_phrase
+        request = self.request(session, phrase, t_s, VARIATION, tuple(kept.notes))
+        # A variation is as long as the kept phrase (plus room to displace it), whatever the call.
+        room = kept.duration_s + 2 * session.state(t_s).beat_s
+        session.play(replace(request, end_s=max(request.end_s, request.start_s + room)), phrase)
+
+
+class _BarByBar(Policy):
+    """Comp and duet: while the player is active, ask for one bar at a time on the beat grid."""
+    kind = COMP
+    density_scale = 0.5
+    idle_bars = 2  # stop after this many bars without a note from the player
+
+    def __init__(self):
+        self.planned_until: float | None = None
+
+    def on_tick(self, session, t_s):
+        state = session.state(t_s)
+        bar = BEATS_PER_BAR * state.beat_s
+        last_onset = session.last_human_onset_s
+        active = state.in_phrase or (last_onset is not None and t_s - last_onset < self.idle_bars * bar)
+        if not active:
+            self.planned_until = None
+            return
+        if self.planned_until is not None and self.planned_until - t_s > LEAD_S:
+            return
+        start = self.planned_until if self.planned_until is not None and self.planned_until >= t_s \
+            else state.beat.next_beat_after(t_s)
+        self.planned_until = start + bar
+        session.play(PlayRequest(self.kind, start, start + bar, self.register(session, state),
+                                 (), session.steering.density * self.density_scale))
+
+    def register(self, session, state) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+class Comp(_BarByBar):
+    """Chords under the player: below their lowest recent note, on the beat grid, sparse."""
+    name = "comp"
+    kind = COMP
+
+    def register(self, session, state):
+        high = min(67, max(52, state.features.lowest - 2)) + session.steering.register_shift
+        return (high - 17, high)
+
+
+class Duet(_BarByBar):
+    """Play along: lines an octave away from the player's centre, lighter than an answer."""
+    name = "duet"
+    kind = DUET
+    density_scale = 0.6
+
+    def register(self, session, state):
+        centre = state.features.mean_pitch
+        centre = centre - 12 if centre >= 66 else centre + 12
+        centre += session.steering.register_shift
+        return (int(centre) - 9, int(centre) + 9)
+
+    def on_note(self, session, t_s, pitch):
+        pass
+
+
+class Trade(Policy):
+    """Trading fours (or trade_bars): the player's first note is a downbeat; turns alternate at bar
+    lines counted on the tracked beat; the AI answers the player's last turn. A player turn with no
+    notes ends the trading until the next note."""
+    name = "trade"
+
+    def __init__(self):
+        self.turn_start: float | None = None
+        self.ai_turn = False
+        self.turn_notes = 0
+
+    def on_note(self, session, t_s, pitch):
+        if self.turn_start is None:
+            self.turn_start, self.ai_turn, self.turn_notes = t_s, False, 0
+        if not self.ai_turn:
+            self.turn_notes += 1
+
+    def on_tick(self, session, t_s):
+        if self.turn_start is None:
+            return
+        state = session.state(t_s)
+        turn_end = self.turn_end(session, state)
+        if t_s < turn_end - LEAD_S:
+            return
+        if self.ai_turn:
+            if t_s < turn_end:
+                return
+            session.hush(t_s)  # the AI's turn is over at the bar line
+            self.turn_start, self.ai_turn, self.turn_notes = turn_end, False, 0
+            return
+        if self.turn_notes == 0:  # the player sat out a turn: trading stops
+            self.turn_start = None
+            return
+        material = tuple(n for n in session.recent_human_notes() if n.onset_s >= self.turn_start)
+        next_end = turn_end + session.trade_bars * BEATS_PER_BAR * self.counting_beat(session, state)
+        register = session.register_around(material)
+        session.play(PlayRequest(ANSWER, turn_end, next_end - 0.05, register, material,
+                                 session.steering.density))
+        self.turn_start, self.ai_turn = turn_end, True
+
+    def turn_end(self, session, state) -> float:
+        """The bar line ending the current turn, snapped onto the tracked beat grid."""
+        beat = self.counting_beat(session, state)
+        nominal = self.turn_start + session.trade_bars * BEATS_PER_BAR * beat
+        if state.beat.confidence < 0.5:
+            return nominal
+        k = round((nominal - state.beat.last_beat_s) / beat)
+        snapped = state.beat.last_beat_s + k * beat
+        return snapped if abs(snapped - nominal) < beat / 2 else nominal
+
+    @staticmethod
+    def counting_beat(session, state) -> float:
+        """The beat bars are counted in: the tracked one, folded into the octave of the tempo
+        control. A steady eighth-note line is as much 240 BPM as 120 to any tracker; counting
+        "4 bars" at the wrong octave would end the player's turn halfway."""
+        configured = 60.0 / float(session.controls.get("tempo_bpm", 120.0))
+        if state.beat.confidence < 0.5:
+            return configured
+        beat = state.beat_s
+        while beat < configured / 1.5:
+            beat *= 2
+        while beat > configured * 1.5:
+            beat /= 2
+        return beat
+
+
+MODES = {p.name: p for p in (CallResponse, Comp, Trade, Duet, Variation)}
+
+
+def make_policy(name: str) -> Policy:
+    try:
+        return MODES[name]()
+    except KeyError:
+        raise ValueError(f"unknown mode {name!r} (choose from {', '.join(MODES)})") from None
+
+
+def ceil_to_grid(t_s: float, origin_s: float, step_s: float) -> float:
+    return origin_s + math.ceil((t_s - origin_s) / step_s - 1e-9) * step_s

@@ -1,0 +1,19 @@
+"""What the session asks a voice for: which kind of playing, when, where on the keyboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sideman.model.events import Note
+
+ANSWER, COMP, DUET, VARIATION = "answer", "comp", "duet", "variation"
+
+
+@dataclass(frozen=True)
+class PlayRequest:
+    kind: str                      # ANSWER | COMP | DUET | VARIATION
+    start_s: float                 # first note at (or just after) this time
+    end_s: float                   # no onsets at or after this time
+    register: tuple[int, int]      # lowest, highest MIDI pitch the AI may use
+    material: tuple[Note, ...] = ()  # the call to answer, or the kept phrase to vary
+    density: float = 0.5           # 0 sparse .. 1 busy (already mode-adjusted)

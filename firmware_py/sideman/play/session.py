@@ -1,0 +1,225 @@
+"""The session: the voice the engine talks to. It feeds the listener, lets the mode's policy decide
+when to play, pulls notes lazily from the improviser and commits each to the scheduler shortly
+before it sounds (so a barge-in or a mode change drops only what was never sent).
+
+Everything runs on the timestamps it is given: the live engine passes the monotonic clock, `sideman
+play` passes a simulated one, and both go through this same code."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from sideman import messages as mm
+from sideman.clock import NS_PER_S
+from sideman.controls import CONTROLS
+from sideman.listen.listener import Listener, ListenerState
+from sideman.listen.phrases import Phrase
+from sideman.model.events import Note
+from sideman.model.voice import HUSH
+from sideman.play.modes import make_policy
+from sideman.play.request import PlayRequest
+from sideman.play.steering import Steering
+
+# A note is handed to the scheduler this long before it sounds: enough to ride out an engine
+# tick (5 ms) and a busy moment, short enough that a barge-in rarely finds anything queued.
+COMMIT_AHEAD_S = 0.06
+RECENT_HUMAN_NOTES = 256
+
+
+@dataclass
+class AnswerLog:
+    kind: str
+    decided_s: float
+    start_s: float
+    phrase_end_s: float | None = None
+    first_note_s: float | None = None
+    notes: int = 0
+    barged_in: bool = False
+    beat_s: float = 0.5          # the tracked beat when it was decided
+
+
+@dataclass
+class SessionLog:
+    phrases: list[Phrase] = field(default_factory=list)
+    answers: list[AnswerLog] = field(default_factory=list)
+    barge_ins: int = 0
+
+
+class Session:
+    def __init__(self, improviser, mode: str = "call-response", controls: dict | None = None,
+                 styles: tuple[str, ...] = ("mehldau",), seed: int = 0, answer_on_grid: bool = True):
+        self.improviser = improviser
+        self.controls = controls if controls is not None else {c.name: c.default for c in CONTROLS}
+        self.styles = styles
+        self.listener = Listener(tempo_bpm=float(self.controls.get("tempo_bpm", 120.0)))
+        self.policy = make_policy(mode)
+        self.rng = np.random.default_rng(seed)
+        self.answer_on_grid = answer_on_grid
+        self.log = SessionLog()
+        self.kept_phrase: Phrase | None = None
+        self.last_human_onset_s: float | None = None
+        self._human_notes: deque[Note] = deque(maxlen=RECENT_HUMAN_NOTES)
+        self._streams: deque[tuple[Iterator[Note], AnswerLog | None]] = deque()
+        self._next: tuple[Note, AnswerLog | None] | None = None
+        self._sounding_until: dict[int, float] = {}   # AI pitch -> when its committed note ends
+        self._out: list = []
+        self._state_cache: tuple[float, ListenerState] | None = None
+        self._clock_s = 0.0  # the time of the message or tick being handled
+
+    # --- what the engine calls (the Voice contract) --------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"{self.improviser.name}/{self.policy.name}"
+
+    def use_clock(self, clock_follower) -> None:
+        """Follow incoming MIDI clock (tempo and beat) when it runs."""
+        self.listener.clock = clock_follower
+
+    def hear(self, message, t_ns: int):
+        t = self._clock_s = t_ns / NS_PER_S
+        self._out = []
+        if message[0] & 0xF0 == mm.CONTROL_CHANGE and len(message) == 3 \
+                and message[1] == int(self.controls.get("keep_cc", 80)) and message[2] >= 64:
+            self.keep_phrase(t)
+        heard = self.listener.hear(message, t)
+        self._state_cache = None
+        if heard.note_on is not None:
+            self.last_human_onset_s = t
+            self.policy.on_note(self, t, heard.note_on)
+        self._commit(t)
+        return self._out
+
+    def tick(self, t_ns: int):
+        t = self._clock_s = t_ns / NS_PER_S
+        self._out = []
+        self._state_cache = None
+        heard = self.listener.tick(t)
+        if heard.phrase_ended is not None:
+            phrase = heard.phrase_ended
+            self.log.phrases.append(phrase)
+            self._human_notes.extend(phrase.notes)
+            self.policy.on_phrase_end(self, phrase, t)
+            self.improviser.learn(phrase.notes)  # after answering: the answer must not wait on it
+        self.policy.on_tick(self, t)
+        self._commit(t)
+        return self._out
+
+    # --- what policies call -----------------------------------------------------------------------
+    @property
+    def steering(self) -> Steering:
+        return Steering.from_controls(self.controls, self.styles)
+
+    @property
+    def trade_bars(self) -> int:
+        return int(self.controls.get("trade_bars", 4))
+
+    def state(self, t_s: float) -> ListenerState:
+        if self._state_cache is None or self._state_cache[0] != t_s:
+            self._state_cache = (t_s, self.listener.state(t_s))
+        return self._state_cache[1]
+
+    def play(self, request: PlayRequest, phrase: Phrase | None = None) -> None:
+        t = request.start_s
+        entry = AnswerLog(request.kind, decided_s=self._now(), start_s=t,
+                          phrase_end_s=phrase.end_s if phrase is not None else None,
+                          beat_s=self.state(self._now()).beat_s)
+        self.log.answers.append(entry)
+        state_now = lambda: self.state(self._now())  # noqa: E731 - the voice reads the listener as it goes
+        self._streams.append((self.improviser.improvise(request, state_now, self.steering, self.rng), entry))
+
+    def hush(self, t_s: float, barge_in: bool = False) -> None:
+        """Drop what is planned and end what sounds (the engine turns HUSH into note-offs)."""
+        if barge_in:
+            self.log.barge_ins += 1
+            for entry in self.log.answers:
+                if entry.first_note_s is not None and entry.first_note_s <= t_s and not entry.barged_in:
+                    entry.barged_in = any(end > t_s for end in self._sounding_until.values())
+        self._streams.clear()
+        self._next = None
+        self._sounding_until.clear()
+        self._out.append(HUSH)
+
+    def ai_busy(self, t_s: float) -> bool:
+        return bool(self._streams) or self._next is not None or \
+            any(end > t_s for end in self._sounding_until.values())
+
+    def keep_phrase(self, t_s: float) -> Phrase | None:
+        """"Keep that phrase": the last finished phrase (or the one being played) becomes the
+        material of variation mode."""
+        phrase = self.listener.phrases.last
+        current = self.listener.phrases.current
+        if current is not None and current.notes:
+            phrase = current
+        if phrase is not None and phrase.notes:
+            self.kept_phrase = Phrase(phrase.start_s, phrase.end_s, list(phrase.notes))
+        return self.kept_phrase
+
+    def set_mode(self, mode: str, t_s: float) -> None:
+        self.policy = make_policy(mode)
+        self.hush(t_s)
+
+    def recent_human_notes(self) -> list[Note]:
+        current = self.listener.phrases.current
+        return list(self._human_notes) + (list(current.notes) if current is not None else [])
+
+    def answer_start(self, phrase: Phrase, t_s: float) -> float:
+        """Now, or the next half-beat of the tracked grid when that keeps the answer within
+        a beat of the phrase end (the answer then lands in time with the player)."""
+        state = self.state(t_s)
+        if not self.answer_on_grid or state.beat.confidence < 0.5:
+            return t_s
+        half = state.beat.period_s / 2
+        aligned = state.beat.last_beat_s + math.ceil((t_s - state.beat.last_beat_s) / half - 1e-9) * half
+        end = phrase.end_s if phrase.end_s is not None else t_s
+        return aligned if aligned - end <= 0.9 * state.beat.period_s else t_s
+
+    def register_around(self, notes) -> tuple[int, int]:
+        """Answers sit where the call was played, two octaves wide, moved by register_shift."""
+        pitches = [n.pitch for n in notes] or [66]
+        centre = int(round(sum(pitches) / len(pitches))) + self.steering.register_shift
+        centre = min(96, max(36, centre))
+        return (centre - 14, centre + 14)
+
+    # --- committing notes to the scheduler ------------------------------------------------------
+    def _now(self) -> float:
+        return self._clock_s
+
+    def _commit(self, t_s: float) -> None:
+        if len(self._sounding_until) > 64:
+            self._sounding_until = {p: end for p, end in self._sounding_until.items() if end > t_s}
+        horizon = t_s + COMMIT_AHEAD_S
+        while True:
+            if self._next is None:
+                self._next = self._pull()
+                if self._next is None:
+                    return
+            note, entry = self._next
+            if note.onset_s > horizon:
+                return
+            self._next = None
+            onset = max(note.onset_s, t_s)
+            if self._sounding_until.get(note.pitch, -1.0) > onset:
+                continue  # the same key is still down: a second note-on would be cut by the first's off
+            end = onset + note.duration_s
+            self._sounding_until[note.pitch] = end
+            self._out.append((int(onset * NS_PER_S), mm.note_on(0, note.pitch, note.velocity)))
+            self._out.append((int(end * NS_PER_S), mm.note_off(0, note.pitch)))
+            if entry is not None:
+                entry.notes += 1
+                if entry.first_note_s is None:
+                    entry.first_note_s = onset
+
+    def _pull(self):
+        while self._streams:
+            stream, entry = self._streams[0]
+            note = next(stream, None)
+            if note is not None:
+                return note, entry
+            self._streams.popleft()
+        return None
+

@@ -1,0 +1,48 @@
+"""Steering: the values from the control registry that shape what the AI plays, read at each request
+so every knob acts on the next notes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Steering:
+    styles: tuple[tuple[str, float], ...] = (("mehldau", 1.0),)  # style blend: (style, weight)
+    temperature: float = 1.0
+    density: float = 0.5
+    chord_bias: float = 0.6
+    answer_length: float = 1.0
+    register_shift: int = 0
+
+    @classmethod
+    def from_controls(cls, controls: dict, styles: tuple[str, ...] = ("mehldau",)) -> "Steering":
+        """styles: the one or two styles the style_blend control moves between."""
+        blend = float(controls.get("style_blend", 0.0))
+        mix = ((styles[0], 1.0 - blend), (styles[1], blend)) if len(styles) > 1 else ((styles[0], 1.0),)
+        return cls(styles=tuple((name, w) for name, w in mix if w > 0),
+                   temperature=float(controls.get("temperature", 1.0)),
+                   density=float(controls.get("density", 0.5)),
+                   chord_bias=float(controls.get("chord_bias", 0.6)),
+                   answer_length=float(controls.get("answer_length", 1.0)),
+                   register_shift=int(controls.get("register_shift", 0)))
+
+
+def parse_style(text: str) -> tuple[tuple[str, float], ...]:
+    """'mehldau' or a blend 'mehldau:0.7,evans:0.3' -> normalised (style, weight) pairs."""
+    pairs = []
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        if not name:
+            raise ValueError(f"empty style name in {text!r}")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"style weight {weight!r} in {text!r} is not a number") from None
+        if w < 0:
+            raise ValueError(f"style weight for {name} must be ≥ 0")
+        pairs.append((name, w))
+    total = sum(w for _, w in pairs)
+    if total <= 0:
+        raise ValueError(f"style blend {text!r} has no weight")
+    return tuple((name, w / total) for name, w in pairs)
