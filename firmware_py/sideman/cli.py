@@ -40,13 +40,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-autoconnect", dest="autoconnect", action="store_const", const="",
                      help="never connect to hardware ports by ourselves")
     run.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS1")
-    run.add_argument("--voice", choices=["echo", "none"], default="echo",
-                     help="echo: repeats you a bar later an octave up (a plumbing check); none: thru only")
+    run.add_argument("--voice", choices=["markov", "echo", "none"], default="markov",
+                     help="markov: the musician (default); echo: repeats you a bar later an octave up "
+                          "(a plumbing check); none: thru only")
+    _add_session_flags(run)
     run.add_argument("--clock-out", action="store_true", help="send MIDI clock at --tempo-bpm")
     run.add_argument("--no-capture", dest="capture", action="store_false", help="do not save the session as MIDI")
     run.add_argument("--output-latency", action="append", default=[], type=_parse_latency, metavar="PATTERN=MS",
                      help="latency compensation for outputs whose name contains PATTERN")
     add_control_flags(run)
+
+    play = commands.add_parser("play", help="a MIDI file plays the human part; write the duet (MIDI + piano roll)")
+    play.add_argument("input", metavar="IN.mid")
+    play.add_argument("--out", required=True, metavar="DUET.mid", help="the duet: tracks human and sideman")
+    play.add_argument("--png", metavar="ROLL.png", help="also draw the duet as a piano roll")
+    play.add_argument("--track", action="append", default=[], metavar="NAME",
+                      help="only these tracks of IN.mid are the human (default: all)")
+    play.add_argument("--keep-at", type=float, action="append", default=[], metavar="SECONDS",
+                      help="press 'keep that phrase' at this time of IN.mid (for --mode variation)")
+    play.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_session_flags(play)
+    add_control_flags(play)
+
+    listen = commands.add_parser("eval-listen", help="chord and beat accuracy on a POP909-like folder (JSON)")
+    listen.add_argument("folder", metavar="DIR", help="subfolders with one .mid, chord_midi.txt and beat_midi.txt")
+    listen.add_argument("--limit", type=int, default=None, help="only the first N songs")
+    listen.add_argument("--json", action="store_true")
 
     ports = commands.add_parser("ports", help="list MIDI ports")
     ports.add_argument("--backend", choices=["auto", "alsa", "jack"], default="auto")
@@ -62,7 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     thru.add_argument("--notes", type=int, default=2000)
     thru.add_argument("--period", type=int, default=64, help="JACK period in frames")
     thru.add_argument("--rate", type=int, default=48000)
+    reaction = bench_kinds.add_parser("reaction", help="the session's decision to answer -> first AI note on the wire (JACK)")
+    reaction.add_argument("--json", action="store_true")
+    reaction.add_argument("--phrases", type=int, default=100)
+    reaction.add_argument("--period", type=int, default=64, help="JACK period in frames")
+    reaction.add_argument("--rate", type=int, default=48000)
+    gaps = bench_kinds.add_parser("gaps", help="call-response gaps over a folder of phrase files (simulated), vs a 600 ms rule")
+    gaps.add_argument("folder", metavar="DIR")
+    gaps.add_argument("--limit", type=int, default=None)
+    gaps.add_argument("--seed", type=int, default=0)
+    gaps.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_session_flags(parser: argparse.ArgumentParser) -> None:
+    from sideman.play.modes import MODES
+
+    parser.add_argument("--mode", choices=list(MODES), default="call-response",
+                        help="call-response: answer your phrases; comp: chords under you; trade: alternate "
+                             "--trade-bars bars; duet: play along; variation: vary the phrase you keep (--keep-cc)")
+    parser.add_argument("--style", default="mehldau", metavar="STYLE",
+                        help="a style ('mehldau') or two for the --style-blend control ('mehldau,evans')")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same input => same duet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,9 +121,62 @@ def cmd_run(args) -> int:
 
     config = BoxConfig(backend=args.backend, inputs=args.input, outputs=args.output,
                        autoconnect=args.autoconnect, din=args.din, voice=args.voice,
+                       mode=args.mode, style=args.style, seed=args.seed,
                        clock_out=args.clock_out, capture=args.capture,
                        output_latency_ms=dict(args.output_latency), controls=values_from_args(args))
     return Box(config).run_until_stopped()
+
+
+def cmd_play(args) -> int:
+    from pathlib import Path
+
+    from sideman.midi_files import MidiFileError, read_performance
+    from sideman.play.duet_files import write_duet_midi, write_piano_roll
+    from sideman.play.simulate import play_performance
+    from sideman.play.voices import make_session
+
+    try:
+        human = read_performance(args.input, track_names=set(args.track) or None)
+    except (MidiFileError, OSError) as exc:
+        print(f"sideman: error: {exc}", file=sys.stderr)
+        return 2
+    if not human:
+        print(f"sideman: error: {args.input}: no notes in the chosen tracks", file=sys.stderr)
+        return 2
+    controls = values_from_args(args)
+    session = make_session(args.mode, args.style, controls, args.seed,
+                           warn=lambda text: print(f"sideman: warning: {text}", file=sys.stderr))
+    keep_cc = int(controls["keep_cc"])
+    duet = play_performance(human, session, extra_messages=[(t, (0xB0, keep_cc, 127)) for t in args.keep_at])
+    write_duet_midi(Path(args.out), duet.human, duet.ai, ai_channel=int(controls["ai_channel"]) - 1)
+    summary = duet.summary()
+    summary.update(input=str(args.input), out=str(args.out), seed=args.seed, style=args.style)
+    if args.png:
+        write_piano_roll(Path(args.png), duet.human, duet.ai, title=f"{Path(args.input).stem} / {args.mode}")
+        summary["png"] = str(args.png)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        gaps = summary["response_gap_ms"]
+        print(f"{summary['phrases_heard']} phrases heard, {summary['answers']} answers, "
+              f"{summary['ai_notes']} AI notes; response gap median {gaps.get('median', '-')} ms -> {args.out}")
+    return 0
+
+
+def cmd_eval_listen(args) -> int:
+    from pathlib import Path
+
+    from sideman.listen import eval_beats, eval_chords
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"sideman: error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    result = {"folder": str(folder),
+              "chords": eval_chords.evaluate_folder(folder, limit=args.limit, progress=not args.json),
+              "beats": eval_beats.evaluate_folder(folder, limit=args.limit, progress=not args.json)}
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def cmd_ports(args) -> int:
@@ -127,13 +220,25 @@ def cmd_bench(args) -> int:
         from sideman.bench.thru import run_thru_bench
 
         result = run_thru_bench(notes=args.notes, period=args.period, rate=args.rate)
-        print(json.dumps(result, indent=2) if args.json else _bench_text(result))
-        return 0
-    return 2
+    elif args.bench == "reaction":
+        from sideman.bench.reaction import run_reaction_bench
+
+        result = run_reaction_bench(phrases=args.phrases, period=args.period, rate=args.rate)
+    elif args.bench == "gaps":
+        from pathlib import Path
+
+        from sideman.bench.response_gaps import run_gap_bench
+
+        result = run_gap_bench(Path(args.folder), limit=args.limit, seed=args.seed, progress=not args.json)
+    else:
+        return 2
+    print(json.dumps(result, indent=2) if args.json else _bench_text(result))
+    return 0
 
 
 def _bench_text(result: dict) -> str:
     return "\n".join(f"{k}: {v}" for k, v in result.items())
 
 
-COMMANDS = {"run": cmd_run, "ports": cmd_ports, "sessions": cmd_sessions, "bench": cmd_bench}
+COMMANDS = {"run": cmd_run, "play": cmd_play, "eval-listen": cmd_eval_listen, "ports": cmd_ports,
+            "sessions": cmd_sessions, "bench": cmd_bench}

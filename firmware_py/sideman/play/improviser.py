@@ -71,7 +71,9 @@ class MarkovImproviser:
                 continue
             if request.density < 0.5 and rng.random() < (0.5 - request.density) * 1.2:
                 continue  # sparse: some of the line becomes rests (time still moves on)
-            onset = _on_grid(t, state, 4)
+            # The first note is where the session put the answer (on its grid, or now); the
+            # rest fall on sixteenths of the tracked beat.
+            onset = request.start_s if played == 0 else _on_grid(t, state, 4)
             duration = min(ev.DURATION_BINS_S[duration_bin], MAX_NOTE_S, request.end_s + 0.5 - onset)
             velocity = _blend_velocity(ev.velocity_of_bin(velocity_bin), state.features.loudness)
             played += 1

@@ -1,0 +1,117 @@
+"""`sideman bench reaction`: the session's decision to answer → the first AI note on the wire.
+
+A probe plays short phrases into a box (in this process, on a private JACK dummy server at the
+given period); the call-response session answers each one the moment it decides the phrase has
+ended (answers are not put on the beat grid here, so the decision is the note's due time). The
+first AI note-on's arrival at a JACK receiver minus the session's decision time is the reaction
+latency. The phrase's own notes coming back through thru are the baseline measured side by side:
+the floor any MIDI event on this server pays."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import rtmidi
+
+from sideman.bench.stats import summary_ms
+from sideman.box import Box, BoxConfig
+from sideman.clock import NS_PER_S, now_ns
+from sideman.ports.jack_server import DummyJackServer
+from sideman.ports.contract import PortError
+from sideman.play.voices import make_session
+
+PHRASE = (60, 64, 67, 71)
+NOTE_S = 0.06
+
+
+def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, seed: int = 1) -> dict:
+    arrivals: list[tuple[int, tuple]] = []
+    lock = threading.Lock()
+    with DummyJackServer(name=f"sideman-reaction-{os.getpid()}", rate=rate, period=period) as server:
+        session = make_session("call-response", seed=seed, answer_on_grid=False)
+        box = Box(BoxConfig(backend="jack", autoconnect="", capture=False), voice=session,
+                  announce=lambda text: None)
+        box.start()
+        source = sink = poller = None
+        stop = threading.Event()
+        try:
+            source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench-src")
+            source.open_virtual_port("out")
+            sink = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "bench-sink")
+            sink.open_virtual_port("in")
+
+            # Polled, not called back: a Python callback on JACK's thread can deadlock or crash
+            # with the box (same process) closing its clients (see README, design notes).
+            def poll():
+                while not stop.is_set():
+                    event = sink.get_message()
+                    if event is None:
+                        time.sleep(0.0002)
+                        continue
+                    t = now_ns()
+                    with lock:
+                        arrivals.append((t, tuple(event[0])))
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            for a, b in (("bench-src:out", "sideman:in"), ("sideman-out:out", "bench-sink:in")):
+                subprocess.run(["jack_connect", a, b], check=True, stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            ai_status = 0x90 | box.ai_channel
+            reactions, thru, missed = [], [], 0
+            for i in range(phrases):
+                sent = {}
+                for pitch in PHRASE:
+                    message = (0x90, pitch, 40 + i % 80)
+                    sent[message] = now_ns()
+                    source.send_message(message)
+                    time.sleep(NOTE_S)
+                    source.send_message((0x80, pitch, 0))
+                phrase_done = now_ns()
+                answer = _wait_for(arrivals, lock, lambda t, m: t > phrase_done and m[0] == ai_status and m[2] > 0)
+                if answer is None:
+                    missed += 1
+                    continue
+                decided = [a.decided_s for a in session.log.answers if a.decided_s * NS_PER_S <= answer[0]]
+                if decided:
+                    reactions.append(answer[0] - int(decided[-1] * NS_PER_S))
+                with lock:
+                    for t, m in arrivals:
+                        if m in sent and t >= sent[m]:
+                            thru.append(t - sent.pop(m))
+                time.sleep(0.05)  # the next phrase barges into this answer (its hush is exercised too)
+        finally:
+            if sink is not None:
+                stop.set()
+                if poller is not None:
+                    poller.join()
+                sink.delete()
+            if source is not None:
+                source.delete()
+            box.stop()
+    if not reactions:
+        raise PortError("no answers arrived: the session did not react to any phrase")
+    return {
+        "bench": "reaction",
+        "definition": "session decides the phrase has ended -> first AI note-on arrives over JACK",
+        "jack_period_frames": period, "rate_hz": rate,
+        "period_ms": round(period / rate * 1000, 3),
+        "phrases": phrases, "answers_measured": len(reactions), "missed": missed,
+        "reaction": summary_ms(reactions),
+        "baseline_thru": summary_ms(thru),
+        "p99_minus_thru_p99_ms": round(summary_ms(reactions)["p99_ms"] - summary_ms(thru)["p99_ms"], 3) if thru else None,
+        "target_p99_ms": 10.0,
+    }
+
+
+def _wait_for(arrivals, lock, predicate, timeout_s: float = 3.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with lock:
+            for t, m in arrivals:
+                if predicate(t, m):
+                    return t, m
+        time.sleep(0.002)
+    return None

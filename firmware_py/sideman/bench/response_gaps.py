@@ -1,0 +1,71 @@
+"""`sideman bench gaps DIR`: response gaps of call and response over a folder of phrase files
+(e.g. WJazzD solos), through `sideman play`'s simulated session, beside a baseline that answers
+after a fixed 600 ms of silence the moment it decides (AI Duet's rule).
+
+response gap = the human's last note-off of a phrase -> the AI's first note-on (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from sideman.bench.stats import percentile
+from sideman.midi_files import MidiFileError, read_performance
+from sideman.play.simulate import play_performance
+from sideman.play.voices import load_markov_blend
+from sideman.play.improviser import MarkovImproviser
+from sideman.play.session import Session
+
+BASELINE_SILENCE_S = 0.6
+
+
+def _session(blend, baseline: bool, seed: int) -> Session:
+    session = Session(MarkovImproviser(blend), mode="call-response", seed=seed, answer_on_grid=not baseline)
+    if baseline:
+        session.listener.phrases.fixed_gap_s = BASELINE_SILENCE_S
+    return session
+
+
+def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progress: bool = False) -> dict:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi"))[:limit]
+    blend, problems = load_markov_blend()
+    results = {"ours": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0},
+               "baseline_600ms": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0}}
+    skipped = []
+    iterator = files
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(files, desc="duets", unit="file")
+    for path in iterator:
+        try:
+            human = read_performance(path)
+        except MidiFileError as exc:
+            skipped.append(str(exc))
+            continue
+        for key, baseline in (("ours", False), ("baseline_600ms", True)):
+            blend.clear_live()
+            duet = play_performance(human, _session(blend, baseline, seed))
+            r = results[key]
+            r["phrases"] += len(duet.session.log.phrases)
+            r["interruptions"] += duet.ai_onsets_during_human_notes()
+            for a in duet.session.log.answers:
+                if a.phrase_end_s is not None and a.first_note_s is not None:
+                    r["answers"] += 1
+                    gap = a.first_note_s - a.phrase_end_s
+                    r["ms"].append(gap * 1000)
+                    r["beats"].append(gap / a.beat_s)
+    report = {"bench": "response gaps", "folder": str(folder), "files": len(files) - len(skipped),
+              "skipped": skipped, "table_problems": problems}
+    for key, r in results.items():
+        report[key] = {"phrases": r["phrases"], "answers": r["answers"],
+                       "ai_onsets_during_human_notes": r["interruptions"],
+                       "gap_ms": _dist(r["ms"]), "gap_beats": _dist(r["beats"]),
+                       "share_within_one_beat": round(sum(b <= 1.0 for b in r["beats"]) / len(r["beats"]), 3) if r["beats"] else None}
+    return report
+
+
+def _dist(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p10": round(percentile(values, 10), 3), "median": round(statistics.median(values), 3),
+            "p90": round(percentile(values, 90), 3), "p99": round(percentile(values, 99), 3)}
