@@ -166,3 +166,28 @@ def test_every_mode_runs_and_leaves_nothing_sounding(mode):
     duet = play_performance(human, fixture_session(mode))
     assert all(n.duration_s >= 0 for n in duet.ai)
     assert duet.summary()["mode"] == mode
+
+
+def test_the_style_blend_control_moves_the_answers_between_two_styles():
+    """Two styles trained on different material: the blend control decides whose lines come out."""
+    from music_fixtures import line as make_line
+    from sideman.controls import CONTROLS
+    from sideman.model import events as ev
+    from sideman.model.markov import MarkovModel
+    from sideman.play.improviser import MarkovImproviser
+    from sideman.play.session import Session
+
+    low = MarkovModel.train([ev.encode(make_line(0, scale_walk(64, k, 40, 60), 0.25)) for k in range(8)], "low", 3)
+    high = MarkovModel.train([ev.encode(make_line(0, scale_walk(64, k, 76, 96), 0.25)) for k in range(8)], "high", 3)
+    human, _ = phrases_with_rests(3, bars_each=2, rest_bars=3)
+
+    def mean_pitch(blend):
+        controls = {c.name: c.default for c in CONTROLS}
+        controls.update(style_blend=blend, register_shift=0)
+        session = Session(MarkovImproviser({"low": low, "high": high}), controls=controls, styles=("low", "high"))
+        session.register_around = lambda notes: (36, 100)   # let each style play where it lives
+        ai = play_performance(human, session).ai
+        return sum(n.pitch for n in ai) / len(ai)
+
+    at_low, middle, at_high = mean_pitch(0.0), mean_pitch(0.5), mean_pitch(1.0)
+    assert at_low < middle < at_high and at_high - at_low > 15, (at_low, middle, at_high)

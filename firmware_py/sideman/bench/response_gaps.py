@@ -12,15 +12,17 @@ from pathlib import Path
 from sideman.bench.stats import percentile
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.play.simulate import play_performance
-from sideman.play.voices import load_markov_blend
+from sideman.play.voices import load_styles
 from sideman.play.improviser import MarkovImproviser
 from sideman.play.session import Session
 
 BASELINE_SILENCE_S = 0.6
 
 
-def _session(blend, baseline: bool, seed: int) -> Session:
-    session = Session(MarkovImproviser(blend), mode="call-response", seed=seed, answer_on_grid=not baseline)
+def _session(styles, baseline: bool, seed: int) -> Session:
+    improviser = MarkovImproviser(styles)
+    improviser.clear_live()  # each file starts from the shipped tables
+    session = Session(improviser, mode="call-response", seed=seed, answer_on_grid=not baseline)
     if baseline:
         session.listener.phrases.fixed_gap_s = BASELINE_SILENCE_S
     return session
@@ -28,7 +30,7 @@ def _session(blend, baseline: bool, seed: int) -> Session:
 
 def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progress: bool = False) -> dict:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi"))[:limit]
-    blend, problems = load_markov_blend()
+    styles, problems = load_styles()
     results = {"ours": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0},
                "baseline_600ms": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0}}
     skipped = []
@@ -43,8 +45,7 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
             skipped.append(str(exc))
             continue
         for key, baseline in (("ours", False), ("baseline_600ms", True)):
-            blend.clear_live()
-            duet = play_performance(human, _session(blend, baseline, seed))
+            duet = play_performance(human, _session(styles, baseline, seed))
             r = results[key]
             r["phrases"] += len(duet.session.log.phrases)
             r["interruptions"] += duet.ai_onsets_during_human_notes()

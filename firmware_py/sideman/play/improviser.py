@@ -16,6 +16,7 @@ import numpy as np
 from sideman.listen.listener import ListenerState
 from sideman.model import events as ev
 from sideman.model.events import AI, Note
+from sideman.model.markov import MarkovBlend
 from sideman.play.request import COMP, VARIATION, PlayRequest
 from sideman.play.steering import Steering
 
@@ -29,24 +30,40 @@ class MarkovImproviser:
     name = "markov"
 
     def __init__(self, model, live_learning_weight: float = 1.0):
-        self.model = model            # MarkovModel or MarkovBlend
+        """model: one MarkovModel, or {style name: MarkovModel} for the style blend control."""
+        self.styles = dict(model) if isinstance(model, dict) else {getattr(model, "name", "style"): model}
+        self.model = next(iter(self.styles.values()))
         self.live_learning_weight = live_learning_weight
 
     def learn(self, notes: list[Note]) -> None:
-        """The player's phrase joins the model's live layer (the Continuator idea)."""
+        """The player's phrase joins every style's live layer (the Continuator idea)."""
         if len(notes) >= 2:
-            self.model.learn(ev.encode(notes), weight=self.live_learning_weight)
+            encoded = ev.encode(notes)
+            for model in self.styles.values():
+                model.learn(encoded, weight=self.live_learning_weight)
+
+    def clear_live(self) -> None:
+        for model in self.styles.values():
+            model.clear_live()
+
+    def blend_for(self, steering: Steering):
+        """The model mix the steering asks for (the style blend is read at every request)."""
+        pairs = [(self.styles[name], w) for name, w in steering.styles if name in self.styles and w > 0]
+        if not pairs:
+            return self.model
+        return pairs[0][0] if len(pairs) == 1 else MarkovBlend(pairs)
 
     def improvise(self, request: PlayRequest, state_now: StateNow, steering: Steering,
                   rng: np.random.Generator) -> Iterator[Note]:
+        model = self.blend_for(steering)
         if request.kind == COMP:
             return self._comp(request, state_now, steering, rng)
         if request.kind == VARIATION:
-            return self._variation(request, state_now, steering, rng)
-        return self._line(request, state_now, steering, rng)
+            return self._variation(request, model, state_now, steering, rng)
+        return self._line(request, model, state_now, steering, rng)
 
     # --- lines: answers and duet -------------------------------------------------------------
-    def _line(self, request: PlayRequest, state_now: StateNow, steering: Steering,
+    def _line(self, request: PlayRequest, model, state_now: StateNow, steering: Steering,
               rng: np.random.Generator) -> Iterator[Note]:
         history = ev.encode(request.material[-48:])
         time_weights = _density_weights(request.density)
@@ -57,7 +74,7 @@ class MarkovImproviser:
         while played < budget:
             state = state_now()
             pitch_weights = _pitch_weights(state, request.register, steering.chord_bias)
-            event = self.model.sample(history, rng, temperature=steering.temperature,
+            event = model.sample(history, rng, temperature=steering.temperature,
                                       pitch_weights=pitch_weights, time_weights=time_weights,
                                       allow_pedal=False)
             history.append(event)
@@ -98,7 +115,7 @@ class MarkovImproviser:
                 yield Note(onset, pitch, velocity, max(0.08, length_beats * beat * 0.9), AI)
 
     # --- variations of the kept phrase -------------------------------------------------------
-    def _variation(self, request: PlayRequest, state_now: StateNow, steering: Steering,
+    def _variation(self, request: PlayRequest, model, state_now: StateNow, steering: Steering,
                    rng: np.random.Generator) -> Iterator[Note]:
         kept = sorted(request.material, key=lambda n: (n.onset_s, n.pitch))
         if not kept:
@@ -125,7 +142,7 @@ class MarkovImproviser:
             if rng.random() < ornament_share:
                 # An ornament: the model picks a neighbour of the kept pitch (±3 semitones).
                 weights = _pitch_weights(state_now(), (pitch - 3, pitch + 3), steering.chord_bias)
-                sampled = self.model.sample(history or ev.encode(kept[:8]), rng, temperature=steering.temperature,
+                sampled = model.sample(history or ev.encode(kept[:8]), rng, temperature=steering.temperature,
                                             pitch_weights=weights, allow_pedal=False)
                 if sampled[1] < ev.PEDAL_DOWN:
                     pitch = sampled[1]

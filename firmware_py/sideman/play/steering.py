@@ -19,7 +19,10 @@ class Steering:
     def from_controls(cls, controls: dict, styles: tuple[str, ...] = ("mehldau",)) -> "Steering":
         """styles: the one or two styles the style_blend control moves between."""
         blend = float(controls.get("style_blend", 0.0))
-        mix = ((styles[0], 1.0 - blend), (styles[1], blend)) if len(styles) > 1 else ((styles[0], 1.0),)
+        if len(styles) == 2:
+            mix = ((styles[0], 1.0 - blend), (styles[1], blend))
+        else:  # one style, or more than the control can move between: an even mix
+            mix = tuple((name, 1.0 / len(styles)) for name in styles)
         return cls(styles=tuple((name, w) for name, w in mix if w > 0),
                    temperature=float(controls.get("temperature", 1.0)),
                    density=float(controls.get("density", 0.5)),

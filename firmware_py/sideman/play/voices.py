@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 
 from sideman.model.echo import VOICES as PLUMBING_VOICES
-from sideman.model.markov import DEFAULT_STYLE, MarkovBlend, MarkovError, MarkovModel, load_style
+from sideman.controls import CONTROLS
+from sideman.model.markov import DEFAULT_STYLE, MarkovError, MarkovModel, load_style
 from sideman.play.improviser import MarkovImproviser
 from sideman.play.session import Session
 from sideman.play.steering import parse_style
@@ -17,28 +18,32 @@ log = logging.getLogger("sideman.voices")
 VOICE_NAMES = ("markov", "echo", "none")
 
 
-def load_markov_blend(style_spec: str = DEFAULT_STYLE, warn=log.warning) -> tuple[MarkovBlend, list[str]]:
-    """The style blend's tables; a table that cannot be loaded is replaced by an empty model
-    (live learning only) with a clear warning. Returns the blend and the problems met."""
+def load_styles(style_spec: str = DEFAULT_STYLE, warn=log.warning) -> tuple[dict[str, MarkovModel], list[str]]:
+    """The named styles' tables; a table that cannot be loaded is replaced by an empty model
+    (live learning only) with a clear warning. Returns {style: model} and the problems met."""
     problems = []
-    pairs = []
-    for name, weight in parse_style(style_spec):
+    models = {}
+    for name, _weight in parse_style(style_spec):
         try:
-            model = load_style(name)
+            models[name] = load_style(name)
         except MarkovError as exc:
             problems.append(str(exc))
             warn(f"{exc}; the {name} style plays from what you play only (live learning)")
-            model = MarkovModel.train([], name=f"{name}-live-only")
-        pairs.append((model, weight))
-    return MarkovBlend(pairs), problems
+            models[name] = MarkovModel.train([], name=f"{name}-live-only")
+    return models, problems
 
 
 def make_session(mode: str = "call-response", style_spec: str = DEFAULT_STYLE, controls: dict | None = None,
                  seed: int = 0, answer_on_grid: bool = True, warn=log.warning) -> Session:
-    blend, _problems = load_markov_blend(style_spec, warn)
-    styles = tuple(name for name, _ in parse_style(style_spec))
-    return Session(MarkovImproviser(blend), mode=mode, controls=controls, styles=styles, seed=seed,
-                   answer_on_grid=answer_on_grid)
+    """A Markov session. Two styles ('mehldau,tatum') are the ends of the style_blend control;
+    weights in the spec ('mehldau:0.7,tatum:0.3') set that control's starting point."""
+    models, _problems = load_styles(style_spec, warn)
+    pairs = parse_style(style_spec)
+    controls = dict(controls) if controls is not None else {c.name: c.default for c in CONTROLS}
+    if len(pairs) == 2 and ":" in style_spec:
+        controls["style_blend"] = pairs[1][1]
+    return Session(MarkovImproviser(models), mode=mode, controls=controls,
+                   styles=tuple(name for name, _ in pairs), seed=seed, answer_on_grid=answer_on_grid)
 
 
 def make_voice(name: str, mode: str = "call-response", style_spec: str = DEFAULT_STYLE,
