@@ -172,9 +172,11 @@ def cmd_eval_listen(args) -> int:
     if not folder.is_dir():
         print(f"sideman: error: {folder} is not a folder", file=sys.stderr)
         return 2
+    beats = eval_beats.evaluate_folder(folder, limit=args.limit, progress=not args.json)
+    beats.pop("per_song", None)  # `python -m sideman.listen.eval_beats DIR --json` keeps it
     result = {"folder": str(folder),
               "chords": eval_chords.evaluate_folder(folder, limit=args.limit, progress=not args.json),
-              "beats": eval_beats.evaluate_folder(folder, limit=args.limit, progress=not args.json)}
+              "beats": beats}
     print(json.dumps(result, indent=2))
     return 0
 
