@@ -3,7 +3,6 @@ simulated clock): when the AI plays, where, and with what material."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from music_fixtures import fixture_session, line, scale_walk

@@ -130,17 +130,27 @@ def _add_source_options(parser: argparse.ArgumentParser, default_split: str) -> 
                         help=f"PiJAMA split (default {default_split})")
 
 
-def run_train(args) -> int:
-    started = time.perf_counter()
+def _read_chosen(args, command: str):
+    """The performances the flags choose, encoded: (read, skipped, source), or None after
+    saying why nothing can be read."""
     try:
         performances, source = chosen_performances(args)
     except CorpusError as exc:
-        print(f"sideman-train markov: {exc}", file=sys.stderr)
-        return 2
+        print(f"sideman-train {command}: {exc}", file=sys.stderr)
+        return None
     read, skipped = encoded_performances(performances, progress=not args.quiet)
     if not read:
-        print("sideman-train markov: no readable performances", file=sys.stderr)
+        print(f"sideman-train {command}: no readable performances", file=sys.stderr)
+        return None
+    return read, skipped, source
+
+
+def run_train(args) -> int:
+    started = time.perf_counter()
+    found = _read_chosen(args, "markov")
+    if found is None:
         return 2
+    read, skipped, source = found
     model = MarkovModel.train((events for _, events in read), name=args.name, max_order=args.max_order,
                               progress=False)
     model.info.update(source)
@@ -158,14 +168,13 @@ def run_train(args) -> int:
 def run_score(args) -> int:
     try:
         model = load_style(args.style) if args.style else MarkovModel.load(args.table)
-        performances, source = chosen_performances(args)
-    except (MarkovError, CorpusError) as exc:
+    except MarkovError as exc:
         print(f"sideman-train markov-score: {exc}", file=sys.stderr)
         return 2
-    read, skipped = encoded_performances(performances, progress=not args.quiet)
-    if not read:
-        print("sideman-train markov-score: no readable performances", file=sys.stderr)
+    found = _read_chosen(args, "markov-score")
+    if found is None:
         return 2
+    read, skipped, source = found
     report = score_report(model, read)
     report.update({"style": model.name,
                    "table": str(args.table if args.table else style_path(args.style)),

@@ -30,7 +30,7 @@ NOTE_S = 0.06
 def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, seed: int = 1) -> dict:
     arrivals: list[tuple[int, tuple]] = []
     lock = threading.Lock()
-    with DummyJackServer(name=f"sideman-reaction-{os.getpid()}", rate=rate, period=period) as server:
+    with DummyJackServer(name=f"sideman-reaction-{os.getpid()}", rate=rate, period=period):
         session = make_session("call-response", seed=seed, answer_on_grid=False)
         box = Box(BoxConfig(backend="jack", autoconnect="", capture=False), voice=session,
                   announce=lambda text: None)

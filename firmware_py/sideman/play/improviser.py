@@ -245,6 +245,3 @@ def _fold_into(pitch: int, register: tuple[int, int]) -> int:
     return min(127, max(0, pitch))
 
 
-def bars_to_s(bars: float, beat_s: float, beats_per_bar: int = 4) -> float:
-    return bars * beats_per_bar * beat_s
-

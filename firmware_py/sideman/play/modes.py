@@ -4,7 +4,6 @@ is doing) and call `session.play(request)` or `session.hush()`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -197,6 +196,3 @@ def make_policy(name: str) -> Policy:
     except KeyError:
         raise ValueError(f"unknown mode {name!r} (choose from {', '.join(MODES)})") from None
 
-
-def ceil_to_grid(t_s: float, origin_s: float, step_s: float) -> float:
-    return origin_s + math.ceil((t_s - origin_s) / step_s - 1e-9) * step_s

@@ -136,9 +136,9 @@ class Session:
         """Drop what is planned and end what sounds (the engine turns HUSH into note-offs)."""
         if barge_in:
             self.log.barge_ins += 1
-            for entry in self.log.answers:
-                if entry.first_note_s is not None and entry.first_note_s <= t_s and not entry.barged_in:
-                    entry.barged_in = any(end > t_s for end in self._sounding_until.values())
+            # Only the latest answer can still be sounding (the log grows all gig long).
+            if self.log.answers and self.log.answers[-1].first_note_s is not None:
+                self.log.answers[-1].barged_in = any(end > t_s for end in self._sounding_until.values())
         self._streams.clear()
         self._next = None
         self._sounding_until.clear()
