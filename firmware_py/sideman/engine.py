@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from typing import Callable
 
 from sideman.clock import now_ns
 from sideman.model.voice import HUSH, Voice
@@ -27,6 +28,12 @@ class Engine:
         self.dropped = 0
         self.voice_errors = 0
         self.last_error: str | None = None
+        # Panel and service work that must happen on this thread (mode change, keep, panic).
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        # Called with now_ns() on every pass of the loop: the systemd watchdog is fed from here, so
+        # an engine that stalls stops feeding it.
+        self.on_loop: Callable[[int], None] | None = None
+        self.loops = 0
 
     def hear(self, message, t_ns: int) -> None:
         """Called on the input thread: never blocks."""
@@ -36,6 +43,11 @@ class Engine:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("engine behind: %d input events not heard by the voice (thru unaffected)", self.dropped)
+
+    def call_soon(self, command: Callable[[], object]) -> None:
+        """Run `command` on the engine thread at its next pass (any thread may call this). If it
+        returns timed messages (or HUSH) they are scheduled like a voice's."""
+        self._commands.put(command)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sideman-engine", daemon=True)
@@ -48,6 +60,11 @@ class Engine:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.loops += 1
+            if self.on_loop is not None:
+                self.on_loop(now_ns())
+            while not self._commands.empty():
+                self._ask(lambda command=self._commands.get_nowait(): command() or ())
             try:
                 message, t_ns = self._inbox.get(timeout=TICK_S)
                 self._ask(self.voice.hear, message, t_ns)

@@ -1,0 +1,1 @@
+"""Running as a systemd service: readiness, watchdog, status lines and journald logging."""
