@@ -33,9 +33,10 @@ def jack_server():
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch):
-    """Sessions and settings go to a temp dir, never the developer's home."""
+    """Sessions, settings and presets go to a temp dir, never the developer's home (every test:
+    the box loads saved settings at start)."""
     monkeypatch.setenv("SIDEMAN_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
 

@@ -80,6 +80,8 @@ class Box:
         self._din = None
         self._output_set: PortSet | None = None
         self._input_sets: list[PortSet] = []
+        # MIDI CC map / learn / Program Change (the panel's); mapped CCs are the box's, not the synth's.
+        self.midi_controls = None
         self._stopped = threading.Event()
         self._stop_requested = threading.Event()
         self._warned_channel_clash = False
@@ -88,6 +90,9 @@ class Box:
     # --- the thru path (input thread) ---------------------------------------------------------
     def on_human(self, message, t_ns: int) -> None:
         """Every incoming message: straight to the outputs first, then to the listeners."""
+        if self.midi_controls is not None and message[0] & 0xF0 in (0xB0, 0xC0) \
+                and self.midi_controls.handle(message):
+            return
         if not (self.clock_generator is not None and message[0] == mm.CLOCK):
             self.outputs.send(message)
         if self.clock_follower.feed(message, t_ns):
@@ -208,16 +213,26 @@ class Box:
     def request_stop(self) -> None:
         self._stop_requested.set()
 
-    def run_until_stopped(self, ready_text: str = "ready: play something (Ctrl-C to stop)") -> int:
-        """Start, block until SIGINT/SIGTERM, stop. Returns a process exit code."""
+    def run_until_stopped(self, ready_text: str = "ready: play something (Ctrl-C to stop)",
+                          on_started: Callable[[], None] | None = None,
+                          on_stopping: Callable[[], None] | None = None) -> int:
+        """Start, block until SIGINT/SIGTERM, stop. Returns a process exit code. on_started runs
+        once the box plays (the panel, systemd READY); on_stopping before it winds down."""
         previous = {sig: signal.signal(sig, lambda *_: self.request_stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
+            if on_started is not None:
+                on_started()
             self.announce(ready_text)
             while not self._stop_requested.wait(0.5):
                 pass
             return 0
         finally:
+            if on_stopping is not None:
+                try:
+                    on_stopping()
+                except Exception:
+                    log.exception("stopping the panel/service failed; stopping the box anyway")
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

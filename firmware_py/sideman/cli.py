@@ -29,26 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="play: thru to the synth, the AI on its own channel")
-    run.add_argument("--backend", choices=["auto", "alsa", "jack"], default="auto",
-                     help="auto: ALSA if /dev/snd/seq exists, else a running JACK server, else a private one")
-    run.add_argument("--input", action="append", default=[], metavar="PATTERN",
-                     help="connect to input ports whose names contain PATTERN (default: a virtual port + hardware)")
-    run.add_argument("--output", action="append", default=[], metavar="PATTERN",
-                     help="connect to output ports whose names contain PATTERN (default: a virtual port + hardware)")
-    run.add_argument("--autoconnect", metavar="REGEX", default=None,
-                     help="which ports count as hardware to follow on hot-plug (default per backend)")
-    run.add_argument("--no-autoconnect", dest="autoconnect", action="store_const", const="",
-                     help="never connect to hardware ports by ourselves")
-    run.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS1")
-    run.add_argument("--voice", choices=["markov", "echo", "none"], default="markov",
-                     help="markov: the musician (default); echo: repeats you a bar later an octave up "
-                          "(a plumbing check); none: thru only")
-    _add_session_flags(run)
-    run.add_argument("--clock-out", action="store_true", help="send MIDI clock at --tempo-bpm")
-    run.add_argument("--no-capture", dest="capture", action="store_false", help="do not save the session as MIDI")
-    run.add_argument("--output-latency", action="append", default=[], type=_parse_latency, metavar="PATTERN=MS",
-                     help="latency compensation for outputs whose name contains PATTERN")
-    add_control_flags(run)
+    _add_run_flags(run)
+    run.add_argument("--panel", choices=["auto", "gpio", "sim", "none"], default="auto",
+                     help="auto: the knobs and OLED when on a Jetson with the pin map (else none); "
+                          "sim: the OLED in this terminal, keys as knobs (same as `sideman panel --sim`)")
+    run.add_argument("--service", action="store_true",
+                     help="run under systemd: READY after warm-up, watchdog pings from the engine, journald")
+
+    panel = commands.add_parser("panel", help="the box with its front panel; --sim: the OLED in this terminal, keys as knobs")
+    panel.add_argument("--sim", action="store_true", help="simulate the panel in the terminal (else: GPIO + OLED)")
+    _add_run_flags(panel)
+
+    panic = commands.add_parser("panic", help="all notes off on every channel of every MIDI output (and DIN)")
+    panic.add_argument("--backend", choices=["auto", "alsa", "jack"], default="auto")
+    panic.add_argument("--output", action="append", default=[], metavar="PATTERN",
+                       help="only outputs whose names contain PATTERN (default: every hardware output)")
+    panic.add_argument("--din", metavar="DEVICE", help="also the 5-pin DIN output on this serial device")
 
     play = commands.add_parser("play", help="a MIDI file plays the human part; write the duet (MIDI + piano roll)")
     play.add_argument("input", metavar="IN.mid")
@@ -94,14 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_session_flags(parser: argparse.ArgumentParser) -> None:
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["auto", "alsa", "jack"], default="auto",
+                     help="auto: ALSA if /dev/snd/seq exists, else a running JACK server, else a private one")
+    parser.add_argument("--input", action="append", default=[], metavar="PATTERN",
+                     help="connect to input ports whose names contain PATTERN (default: a virtual port + hardware)")
+    parser.add_argument("--output", action="append", default=[], metavar="PATTERN",
+                     help="connect to output ports whose names contain PATTERN (default: a virtual port + hardware)")
+    parser.add_argument("--autoconnect", metavar="REGEX", default=None,
+                     help="which ports count as hardware to follow on hot-plug (default per backend)")
+    parser.add_argument("--no-autoconnect", dest="autoconnect", action="store_const", const="",
+                     help="never connect to hardware ports by ourselves")
+    parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS1")
+    parser.add_argument("--voice", choices=["markov", "echo", "none"], default="markov",
+                     help="markov: the musician (default); echo: repeats you a bar later an octave up "
+                          "(a plumbing check); none: thru only")
+    _add_session_flags(parser, saved=True)
+    parser.add_argument("--clock-out", action="store_true", help="send MIDI clock at --tempo-bpm")
+    parser.add_argument("--no-capture", dest="capture", action="store_false", help="do not save the session as MIDI")
+    parser.add_argument("--output-latency", action="append", default=[], type=_parse_latency, metavar="PATTERN=MS",
+                     help="latency compensation for outputs whose name contains PATTERN")
+    add_control_flags(parser)
+
+
+def _add_session_flags(parser: argparse.ArgumentParser, saved: bool = False) -> None:
     from sideman.play.modes import MODES
 
-    parser.add_argument("--mode", choices=list(MODES), default="call-response",
-                        help="call-response: answer your phrases; comp: chords under you; trade: alternate "
+    # For the box, a flag left out means "as saved last time" (settings.toml), else the default.
+    parser.add_argument("--mode", choices=list(MODES), default=None if saved else "call-response",
+                        help="call-response (default): answer your phrases; comp: chords under you; trade: alternate "
                              "--trade-bars bars; duet: play along; variation: vary the phrase you keep (--keep-cc)")
-    parser.add_argument("--style", default="mehldau", metavar="STYLE",
-                        help="a style ('mehldau') or two for the --style-blend control ('mehldau,evans')")
+    parser.add_argument("--style", default=None if saved else "mehldau", metavar="STYLE",
+                        help="a style ('mehldau', the default) or two for the --style-blend control ('mehldau,tatum')")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same input => same duet")
 
 
@@ -117,14 +137,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args) -> int:
-    from sideman.box import Box, BoxConfig
+    from sideman import appliance
 
-    config = BoxConfig(backend=args.backend, inputs=args.input, outputs=args.output,
-                       autoconnect=args.autoconnect, din=args.din, voice=args.voice,
-                       mode=args.mode, style=args.style, seed=args.seed,
-                       clock_out=args.clock_out, capture=args.capture,
-                       output_latency_ms=dict(args.output_latency), controls=values_from_args(args))
-    return Box(config).run_until_stopped()
+    return appliance.run(args, panel=args.panel, service=args.service)
+
+
+def cmd_panel(args) -> int:
+    from sideman import appliance
+
+    return appliance.run(args, panel="sim" if args.sim else "gpio")
+
+
+def cmd_panic(args) -> int:
+    from sideman.ports.panic import panic_everything
+
+    sent = panic_everything(args.backend, args.output, args.din)
+    print(f"panic: all notes off sent to {', '.join(sent) or 'no output'}")
+    return 0
 
 
 def cmd_play(args) -> int:
@@ -242,5 +271,5 @@ def _bench_text(result: dict) -> str:
     return "\n".join(f"{k}: {v}" for k, v in result.items())
 
 
-COMMANDS = {"run": cmd_run, "play": cmd_play, "eval-listen": cmd_eval_listen, "ports": cmd_ports,
+COMMANDS = {"run": cmd_run, "panel": cmd_panel, "panic": cmd_panic, "play": cmd_play, "eval-listen": cmd_eval_listen, "ports": cmd_ports,
             "sessions": cmd_sessions, "bench": cmd_bench}

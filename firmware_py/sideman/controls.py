@@ -16,6 +16,9 @@ class Control:
     unit: str
     help: str
     integer: bool = False
+    # How the AI plays, read live at every request: what presets hold and knobs/CCs move. The
+    # others describe the rig (channel, latency, curves) and are read when the box starts.
+    musical: bool = False
 
     @property
     def flag(self) -> str:
@@ -36,27 +39,42 @@ CONTROLS: tuple[Control, ...] = (
     Control("swing_ratio", 0.62, 0.5, 0.75, "", "where the off-beat eighth falls (0.5 straight, 0.67 triplet)"),
     Control("tempo_bpm", 120.0, 40.0, 300.0, "BPM", "tempo when no MIDI clock comes in (also clock-out tempo)"),
     # How the AI plays (read live by the session at every request).
-    Control("temperature", 1.0, 0.2, 2.0, "", "adventure: <1 plays it safe, >1 takes chances"),
-    Control("density", 0.5, 0.0, 1.0, "", "how busy the AI plays (0 sparse, 1 dense)"),
-    Control("chord_bias", 0.6, 0.0, 1.0, "", "how strongly the AI's notes lean to the chord you play"),
-    Control("answer_length", 1.0, 0.25, 2.0, "x", "answer length relative to your phrase (1 to 8 bars)"),
-    Control("register_shift", 0, -24, 24, "st", "move the AI's register up or down", integer=True),
-    Control("style_blend", 0.0, 0.0, 1.0, "", "blend from the first style (0) to the second (1)"),
-    Control("trade_bars", 4, 1, 16, "bars", "bars per turn when trading", integer=True),
+    Control("temperature", 1.0, 0.2, 2.0, "", "adventure: <1 plays it safe, >1 takes chances", musical=True),
+    Control("density", 0.5, 0.0, 1.0, "", "how busy the AI plays (0 sparse, 1 dense)", musical=True),
+    Control("chord_bias", 0.6, 0.0, 1.0, "", "how strongly the AI's notes lean to the chord you play", musical=True),
+    Control("answer_length", 1.0, 0.25, 2.0, "x", "answer length relative to your phrase (1 to 8 bars)", musical=True),
+    Control("register_shift", 0, -24, 24, "st", "move the AI's register up or down", integer=True, musical=True),
+    Control("style_blend", 0.0, 0.0, 1.0, "", "blend from the first style (0) to the second (1)", musical=True),
+    Control("trade_bars", 4, 1, 16, "bars", "bars per turn when trading", integer=True, musical=True),
     Control("keep_cc", 80, 0, 127, "CC", "MIDI CC that keeps your last phrase for variation mode", integer=True),
 )
 BY_NAME = {c.name: c for c in CONTROLS}
+
+
+MUSICAL = tuple(c.name for c in CONTROLS if c.musical)
+
+
+def defaults() -> dict[str, float]:
+    return {c.name: c.default for c in CONTROLS}
 
 
 def add_control_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("controls")
     for control in CONTROLS:
         unit = f" {control.unit}" if control.unit else ""
+        # default None: a flag given on the command line is told apart from one left out, so it
+        # can override the saved settings while the rest keep their saved values.
         group.add_argument(control.flag, dest=control.name, type=int if control.integer else float,
-                           default=control.default,
+                           default=None,
                            help=f"{control.help} [{control.low:g}..{control.high:g}{unit}, default {control.default:g}]")
 
 
-def values_from_args(args: argparse.Namespace) -> dict[str, float]:
-    """Each control's value from parsed flags, clamped into its range."""
-    return {c.name: c.clamp(getattr(args, c.name)) for c in CONTROLS}
+def values_from_args(args: argparse.Namespace, base: dict[str, float] | None = None) -> dict[str, float]:
+    """Each control's value, clamped into its range: the flag when given, else `base` (saved
+    settings), else the default."""
+    values = defaults() if base is None else {**defaults(), **base}
+    for c in CONTROLS:
+        given = getattr(args, c.name, None)
+        if given is not None:
+            values[c.name] = given
+    return {name: BY_NAME[name].clamp(value) for name, value in values.items() if name in BY_NAME}

@@ -16,6 +16,7 @@ from sideman.schedule.sender import Scheduler
 log = logging.getLogger("sideman.engine")
 
 TICK_S = 0.005
+_COMMAND = object()  # marks a call_soon command in the inbox (it takes the timestamp's place)
 
 
 class Engine:
@@ -28,12 +29,13 @@ class Engine:
         self.dropped = 0
         self.voice_errors = 0
         self.last_error: str | None = None
-        # Panel and service work that must happen on this thread (mode change, keep, panic).
-        self._commands: queue.SimpleQueue = queue.SimpleQueue()
         # Called with now_ns() on every pass of the loop: the systemd watchdog is fed from here, so
         # an engine that stalls stops feeding it.
         self.on_loop: Callable[[int], None] | None = None
         self.loops = 0
+        # Muted (the panel's long panic press): the voice still hears everything and keeps its
+        # place, but nothing it plays is scheduled.
+        self.muted = False
 
     def hear(self, message, t_ns: int) -> None:
         """Called on the input thread: never blocks."""
@@ -45,9 +47,13 @@ class Engine:
                 log.warning("engine behind: %d input events not heard by the voice (thru unaffected)", self.dropped)
 
     def call_soon(self, command: Callable[[], object]) -> None:
-        """Run `command` on the engine thread at its next pass (any thread may call this). If it
+        """Run `command` on the engine thread (any thread may call this), after the player's events
+        already waiting: "keep that phrase" pressed right after a phrase keeps all of it. If it
         returns timed messages (or HUSH) they are scheduled like a voice's."""
-        self._commands.put(command)
+        try:
+            self._inbox.put((_COMMAND, command), timeout=0.5)
+        except queue.Full:
+            log.error("engine stalled: a panel command was dropped")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sideman-engine", daemon=True)
@@ -63,11 +69,12 @@ class Engine:
             self.loops += 1
             if self.on_loop is not None:
                 self.on_loop(now_ns())
-            while not self._commands.empty():
-                self._ask(lambda command=self._commands.get_nowait(): command() or ())
             try:
                 message, t_ns = self._inbox.get(timeout=TICK_S)
-                self._ask(self.voice.hear, message, t_ns)
+                if message is _COMMAND:
+                    self._ask(lambda command=t_ns: command() or ())
+                else:
+                    self._ask(self.voice.hear, message, t_ns)
             except queue.Empty:
                 self._ask(self.voice.tick, now_ns())
 
@@ -76,7 +83,7 @@ class Engine:
             for item in method(*args):
                 if item is HUSH:
                     self.scheduler.hush()
-                else:
+                elif not self.muted:
                     self.scheduler.play(*item)
         except Exception as exc:
             # Whatever the voice had started must not hang: turn every AI note off, keep listening.

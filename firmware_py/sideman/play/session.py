@@ -56,6 +56,7 @@ class Session:
         self.improviser = improviser
         self.controls = controls if controls is not None else {c.name: c.default for c in CONTROLS}
         self.styles = styles
+        self.warnings: list[str] = []   # e.g. a style table that could not be loaded
         self.listener = Listener(tempo_bpm=float(self.controls.get("tempo_bpm", 120.0)))
         self.policy = make_policy(mode)
         self.rng = np.random.default_rng(seed)
@@ -158,6 +159,12 @@ class Session:
         if phrase is not None and phrase.notes:
             self.kept_phrase = Phrase(phrase.start_s, phrase.end_s, list(phrase.notes))
         return self.kept_phrase
+
+    def use_styles(self, styles: tuple[str, ...], models: dict) -> None:
+        """New ends for the style blend control (the panel's partner style); the tables are
+        loaded by the caller, off this thread."""
+        self.improviser.styles.update(models)
+        self.styles = tuple(styles)
 
     def set_mode(self, mode: str, t_s: float) -> None:
         self.policy = make_policy(mode)

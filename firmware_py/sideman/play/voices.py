@@ -37,13 +37,16 @@ def make_session(mode: str = "call-response", style_spec: str = DEFAULT_STYLE, c
                  seed: int = 0, answer_on_grid: bool = True, warn=log.warning) -> Session:
     """A Markov session. Two styles ('mehldau,tatum') are the ends of the style_blend control;
     weights in the spec ('mehldau:0.7,tatum:0.3') set that control's starting point."""
-    models, _problems = load_styles(style_spec, warn)
+    models, problems = load_styles(style_spec, warn)
     pairs = parse_style(style_spec)
-    controls = dict(controls) if controls is not None else {c.name: c.default for c in CONTROLS}
+    # The caller's dict itself, not a copy: the panel, MIDI CCs and the session share it live.
+    controls = controls if controls is not None else {c.name: c.default for c in CONTROLS}
     if len(pairs) == 2 and ":" in style_spec:
         controls["style_blend"] = pairs[1][1]
-    return Session(MarkovImproviser(models), mode=mode, controls=controls,
-                   styles=tuple(name for name, _ in pairs), seed=seed, answer_on_grid=answer_on_grid)
+    session = Session(MarkovImproviser(models), mode=mode, controls=controls,
+                      styles=tuple(name for name, _ in pairs), seed=seed, answer_on_grid=answer_on_grid)
+    session.warnings = problems
+    return session
 
 
 def make_voice(name: str, mode: str = "call-response", style_spec: str = DEFAULT_STYLE,

@@ -1,0 +1,272 @@
+"""The panel controller on a real Box (its engine, scheduler and a Markov session running; the synth
+is an in-process recording output): knobs act on the session, buttons panic/mute/keep, MIDI learn and
+Program Change work through the box's input path, settings and presets are saved atomically and a
+bad file changes nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from music_fixtures import fixture_markov
+from sideman import messages as mm
+from sideman.box import Box, BoxConfig
+from sideman.panel.controller import PanelController
+from sideman.panel.events import Click, Press, Turn
+from sideman.panel.presets import PresetBank
+from sideman.panel.settings import Settings, load_settings, settings_path
+from sideman.panel.views import AlertView, HomeView, MenuView
+from sideman.play.improviser import MarkovImproviser
+from sideman.play.session import Session
+from sideman.schedule.outputs import OutputSlot
+
+AI = 1  # channel index of the AI (channel 2)
+
+
+class Synth:
+    """The far end of an output: records what reaches it."""
+
+    def __init__(self, name="synth"):
+        self.name = name
+        self.received: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def send(self, message):
+        with self._lock:
+            self.received.append(tuple(message))
+
+    def messages(self):
+        with self._lock:
+            return list(self.received)
+
+    def close(self):
+        pass
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def wait_for(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    config = BoxConfig(capture=False)
+    session = Session(MarkovImproviser(fixture_markov()), controls=config.controls, styles=("fixture",))
+    box = Box(config, voice=session, announce=lambda text: None)
+    synth = Synth()
+    box.outputs.add(OutputSlot(synth, 0))
+    box.scheduler.start()
+    box.engine.start()
+    clock = Clock()
+    settings = Settings(controls=config.controls, styles="fixture")
+    panel = PanelController(box, settings, bank=PresetBank(tmp_path / "presets"), clock=clock,
+                            styles_available=lambda: ["fixture", "other"])
+    box.midi_controls = panel.midi
+    yield box, panel, synth, clock
+    box.engine.stop()
+    box.scheduler.stop()
+
+
+def settle(panel, clock, seconds=0.0):
+    """Let the panel handle what arrived, and the engine run what the panel asked of it."""
+    clock.t += seconds
+    panel.step(clock.t)
+    done = threading.Event()
+    panel.box.engine.call_soon(done.set)
+    assert done.wait(2), "the engine thread did not run the panel's command"
+
+
+def test_density_knob_moves_what_the_session_reads_and_push_turn_is_the_second_function(rig):
+    box, panel, _synth, clock = rig
+    before = box.voice.steering
+    panel.post(Turn(3, 4))
+    settle(panel, clock)
+    assert box.voice.steering.density == pytest.approx(before.density + 4 / 40)
+    assert box.voice.steering.answer_length == before.answer_length
+    panel.post(Turn(3, -2, held=True))
+    settle(panel, clock)
+    assert box.voice.steering.answer_length == pytest.approx(before.answer_length - 2 * 1.75 / 40)
+    view = panel.view(clock.t)
+    assert isinstance(view, HomeView)
+    assert view.knobs[3].label == "LEN" and view.knobs[3].held
+    # The second function shows a moment, then the knob reads as its first again.
+    assert panel.view(clock.t + 2).knobs[3].label == "DENS"
+
+
+def test_turning_past_the_end_stays_at_the_end(rig):
+    box, panel, _synth, clock = rig
+    panel.post(Turn(0, 200))
+    settle(panel, clock)
+    assert box.voice.controls["style_blend"] == 1.0
+
+
+def test_mode_knob_changes_the_sessions_mode_one_step_per_detent(rig):
+    box, panel, _synth, clock = rig
+    assert box.voice.policy.name == "call-response"
+    panel.post(Turn(1, 5))  # an accelerated turn still moves one mode
+    settle(panel, clock)
+    assert box.voice.policy.name == "comp"
+    assert panel.view(clock.t).knobs[1].value == "COMP"
+
+
+def test_partner_style_knob_loads_the_other_table_and_sets_the_blend_ends(rig, monkeypatch):
+    box, panel, _synth, clock = rig
+    import sideman.play.voices as voices
+
+    monkeypatch.setattr(voices, "load_style", lambda name: fixture_markov(seed=3))
+    panel.post(Turn(0, 1, held=True))
+    settle(panel, clock)
+    assert box.voice.styles == ("fixture", "other")
+    assert "other" in box.voice.improviser.styles
+    assert panel.settings.styles == "fixture,other"
+
+
+def test_panic_button_silences_sounding_ai_notes(rig):
+    box, panel, synth, clock = rig
+    now = time.monotonic_ns()
+    box.scheduler.play_note(now, 64, 90, 5_000_000_000)  # a five-second AI note
+    assert wait_for(lambda: (mm.NOTE_ON | AI, 64, 90) in synth.messages())
+    panel.post(Press("panic"))
+    settle(panel, clock)
+    assert wait_for(lambda: any(m[0] == mm.NOTE_OFF | AI and m[1] == 64 or
+                                m[:2] == (mm.NOTE_ON | AI, 64) and m[2] == 0 for m in synth.messages()))
+    assert (mm.CONTROL_CHANGE | AI, mm.CC_ALL_NOTES_OFF, 0) in synth.messages()
+    assert box.scheduler.panics == 1
+    assert panel.view(clock.t).title == "PANIC"
+
+
+def test_long_panic_mutes_the_ai_and_a_second_long_press_unmutes(rig):
+    box, panel, synth, clock = rig
+    panel.post(Press("panic", long=True))
+    settle(panel, clock)
+    assert box.engine.muted and panel.home(clock.t).activity == "muted"
+    # A whole phrase, then the silence that ends it: muted, the answer never reaches the synth.
+    t0 = time.monotonic_ns()
+    for i, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
+        box.on_human((mm.NOTE_ON, pitch, 80), t0 + i * 150_000_000)
+        box.on_human((mm.NOTE_OFF, pitch, 0), t0 + i * 150_000_000 + 100_000_000)
+    assert wait_for(lambda: box.voice.log.answers, timeout_s=5)
+    time.sleep(0.5)
+    assert not [m for m in synth.messages() if m[0] == mm.NOTE_ON | AI]
+    panel.post(Press("panic", long=True))
+    settle(panel, clock)
+    assert not box.engine.muted
+
+
+def test_keep_button_keeps_the_phrase_for_variation(rig):
+    box, panel, _synth, clock = rig
+    t0 = time.monotonic_ns()
+    for i, pitch in enumerate((60, 64, 67, 72)):
+        box.on_human((mm.NOTE_ON, pitch, 80), t0 + i * 100_000_000)
+        box.on_human((mm.NOTE_OFF, pitch, 0), t0 + i * 100_000_000 + 80_000_000)
+    panel.post(Press("keep"))
+    settle(panel, clock)
+    settle(panel, clock)  # the engine posted back what it kept
+    assert box.voice.kept_phrase is not None and len(box.voice.kept_phrase.notes) == 4
+    view = panel.view(clock.t)
+    assert isinstance(view, AlertView) and view.title == "PHRASE KEPT" and "4 notes" in view.lines
+
+
+def test_settings_are_saved_atomically_after_the_knob_rests(rig):
+    box, panel, _synth, clock = rig
+    panel.post(Turn(2, 3))  # adventure
+    settle(panel, clock)
+    assert not settings_path().exists()  # still turning: nothing written yet
+    settle(panel, clock, seconds=1.5)
+    saved = load_settings()
+    assert saved.controls["temperature"] == pytest.approx(1.0 + 3 * 1.8 / 40)
+    assert not list(settings_path().parent.glob(".settings.toml.tmp-*"))
+
+
+def test_preset_saved_by_long_keep_is_recalled_by_program_change(rig):
+    box, panel, synth, clock = rig
+    panel.post(Turn(3, 10))   # density 0.75
+    panel.post(Turn(1, 1))    # comp
+    settle(panel, clock)
+    panel.post(Press("keep", long=True))
+    settle(panel, clock)
+    assert panel.view(clock.t).title == "SAVED"
+    panel.post(Turn(3, -20))  # density 0.25
+    panel.post(Turn(1, -1))   # call-response
+    settle(panel, clock)
+    assert box.voice.controls["density"] == pytest.approx(0.25)
+    box.on_human((mm.PROGRAM_CHANGE, 0), time.monotonic_ns())
+    settle(panel, clock)
+    assert box.voice.controls["density"] == pytest.approx(0.75)
+    assert box.voice.policy.name == "comp"
+    assert (mm.PROGRAM_CHANGE, 0) in synth.messages()  # the synth gets its Program Change too
+
+
+def test_a_bad_preset_changes_nothing_and_says_so(rig, tmp_path):
+    box, panel, _synth, clock = rig
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "007-broken.toml").write_text('name = "broken"\nprogram = 7\n[controls]\ndensity = 9\n')
+    before = dict(box.voice.controls)
+    box.on_human((mm.PROGRAM_CHANGE, 7), time.monotonic_ns())
+    settle(panel, clock)
+    assert box.voice.controls == before
+    view = panel.view(clock.t)
+    assert view.title == "BAD PRESET"
+
+
+def test_midi_learn_from_the_menu_then_the_cc_moves_the_control_and_stays_off_the_synth(rig):
+    box, panel, synth, clock = rig
+    panel.post(Click(0))
+    settle(panel, clock)
+    menu = panel.view(clock.t)
+    assert isinstance(menu, MenuView)
+    panel.post(Turn(0, menu.items.index("MIDI learn")))
+    panel.post(Click(0))
+    settle(panel, clock)
+    learn = panel.view(clock.t)
+    assert learn.title == "MIDI LEARN"
+    panel.post(Turn(0, learn.items.index("DENSITY")))
+    panel.post(Click(0))
+    settle(panel, clock)
+    assert panel.view(clock.t).title == "MIDI LEARN"  # "move a knob for DENSITY"
+    box.on_human((mm.CONTROL_CHANGE, 64, 127), time.monotonic_ns())  # the pedal is never taken
+    box.on_human((mm.CONTROL_CHANGE, 21, 100), time.monotonic_ns())
+    settle(panel, clock)
+    assert panel.midi.cc_map == {21: "density"}
+    box.on_human((mm.CONTROL_CHANGE, 21, 0), time.monotonic_ns())
+    settle(panel, clock)
+    assert box.voice.controls["density"] == 0.0
+    box.on_human((mm.CONTROL_CHANGE, 22, 5), time.monotonic_ns())  # not mapped: the synth's
+    sent = synth.messages()
+    assert (mm.CONTROL_CHANGE, 64, 127) in sent and (mm.CONTROL_CHANGE, 22, 5) in sent
+    assert not [m for m in sent if m[:2] == (mm.CONTROL_CHANGE, 21)]
+    settle(panel, clock, seconds=1.5)
+    assert load_settings().cc_map == {21: "density"}
+
+
+def test_the_home_screen_names_the_chord_being_played(rig):
+    box, panel, _synth, clock = rig
+    t = time.monotonic_ns()
+    for pitch in (50, 53, 57, 60):  # D F A C
+        box.on_human((mm.NOTE_ON, pitch, 80), t)
+    assert wait_for(lambda: (settle(panel, clock, 0.2), panel.home(clock.t).chord)[1] == "Dm7")
+
+
+def test_a_lost_output_is_announced_and_shown(rig):
+    box, panel, _synth, clock = rig
+    settle(panel, clock)
+    box.outputs.remove(box.outputs.slots[0])
+    settle(panel, clock)
+    view = panel.view(clock.t)
+    assert view.title == "PORT LOST" and "synth" in view.lines[0]
+    settle(panel, clock, seconds=5)  # the alert goes; the badge stays while nothing listens
+    assert panel.view(clock.t).badge == "NO OUTPUT"
