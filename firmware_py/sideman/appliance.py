@@ -66,13 +66,13 @@ def make_panel(kind: str, box: Box, settings: Settings, announce) -> PanelContro
     if inputs == "keys":
         controller.inputs = TerminalKeys(controller.post)
     elif inputs is not None:
-        inputs.emit = controller.post
-        controller.inputs = inputs
+        controller.inputs = inputs(controller.post)
     box.midi_controls = controller.midi
     return controller
 
 
 def _hardware_panel(kind: str, announce):
+    """(display or None, a function emit -> PanelInputs, or None)."""
     from sideman.panel.gpio_inputs import PanelInputs, open_jetson_gpio
     from sideman.panel.pin_map import PinMapError, load_pin_map
 
@@ -87,7 +87,6 @@ def _hardware_panel(kind: str, announce):
     except PinMapError as exc:
         announce(f"warning: no panel: {exc}")
         return None, None
-    inputs = PanelInputs(gpio, pin_map, emit=lambda event: None)
     display = None
     try:
         from sideman.panel.display import Display, DisplayError, make_device
@@ -95,7 +94,7 @@ def _hardware_panel(kind: str, announce):
         display = Display(make_device(pin_map.oled))
     except DisplayError as exc:
         announce(f"warning: no OLED: {exc}; the knobs still work")
-    return display, inputs
+    return display, lambda emit: PanelInputs(gpio, pin_map, emit=emit)
 
 
 def describe_view(view) -> str:

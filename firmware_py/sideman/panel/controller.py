@@ -106,7 +106,12 @@ class PanelController:
     # --- the panel thread ---------------------------------------------------------------------
     def start(self) -> None:
         if self.inputs is not None:
-            self.inputs.start()
+            try:
+                self.inputs.start()
+            except Exception as exc:  # no knobs is bad; no music would be worse
+                log.error("panel knobs and buttons unavailable: %s", exc)
+                self.inputs = None
+                self.alert_now("NO KNOBS", str(exc)[:21], "MIDI CC still works", level="error", seconds=5.0)
         self._thread = threading.Thread(target=self._run, name="sideman-panel", daemon=True)
         self._thread.start()
 

@@ -26,7 +26,8 @@ class Click:
 
 @dataclass(frozen=True)
 class Press:
-    """A button was pressed and released; `long` when it was held for LONG_PRESS_S or more."""
+    """A button press: short ones on release; a long one (held for LONG_PRESS_S) as soon as the
+    threshold passes while still held, so mute engages without waiting for the release."""
     button: str
     long: bool = False
 
