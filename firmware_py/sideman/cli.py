@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from sideman import __version__
@@ -39,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     panel = commands.add_parser("panel", help="the box with its front panel; --sim: the OLED in this terminal, keys as knobs")
     panel.add_argument("--sim", action="store_true", help="simulate the panel in the terminal (else: GPIO + OLED)")
     _add_run_flags(panel)
+
+    from sideman.service.usb_gadget import add_gadget_parser
+
+    add_gadget_parser(commands)
 
     panic = commands.add_parser("panic", help="all notes off on every channel of every MIDI output (and DIN)")
     panic.add_argument("--backend", choices=["auto", "alsa", "jack"], default="auto")
@@ -101,7 +104,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                      help="which ports count as hardware to follow on hot-plug (default per backend)")
     parser.add_argument("--no-autoconnect", dest="autoconnect", action="store_const", const="",
                      help="never connect to hardware ports by ourselves")
-    parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS1")
+    parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS0 on a Jetson Orin")
     parser.add_argument("--voice", choices=["markov", "echo", "none"], default="markov",
                      help="markov: the musician (default); echo: repeats you a bar later an octave up "
                           "(a plumbing check); none: thru only")
@@ -127,8 +130,10 @@ def _add_session_flags(parser: argparse.ArgumentParser, saved: bool = False) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from sideman.service.journal import setup_logging
+
+    # journald under systemd (`sideman run --service`), plain lines on a terminal.
+    setup_logging(service=getattr(args, "service", False), verbose=args.verbose)
     try:
         return COMMANDS[args.command](args)
     except PortError as exc:
@@ -146,6 +151,12 @@ def cmd_panel(args) -> int:
     from sideman import appliance
 
     return appliance.run(args, panel="sim" if args.sim else "gpio")
+
+
+def cmd_gadget(args) -> int:
+    from sideman.service.usb_gadget import cmd_gadget as gadget
+
+    return gadget(args)
 
 
 def cmd_panic(args) -> int:
@@ -271,5 +282,5 @@ def _bench_text(result: dict) -> str:
     return "\n".join(f"{k}: {v}" for k, v in result.items())
 
 
-COMMANDS = {"run": cmd_run, "panel": cmd_panel, "panic": cmd_panic, "play": cmd_play, "eval-listen": cmd_eval_listen, "ports": cmd_ports,
+COMMANDS = {"run": cmd_run, "panel": cmd_panel, "panic": cmd_panic, "gadget": cmd_gadget, "play": cmd_play, "eval-listen": cmd_eval_listen, "ports": cmd_ports,
             "sessions": cmd_sessions, "bench": cmd_bench}
