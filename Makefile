@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup run test test-all bench bench-reaction eval-listen train-markov fuzz-din clean
+.PHONY: setup run test test-all bench bench-reaction eval-listen train-markov fuzz-din clean image
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -53,3 +53,8 @@ fuzz-din: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info firmware_py/*.egg-info
+
+## The box's image: dist/sideman_<version>_arm64.deb + dist/sideman_<version>_l4t-overlay.tar.gz (see image/README.md).
+## WHEELHOUSE=1 also ships aarch64 cp310 wheels of the dependencies (pip download; needs network).
+image: setup
+	$(PY) image/build_image.py --out dist $(if $(WHEELHOUSE),--wheelhouse) $(ARGS)
