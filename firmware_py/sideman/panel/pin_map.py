@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6's python3)
+    import tomli as tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +22,12 @@ REPO_PINMAP = Path(__file__).resolve().parents[3] / "hardware" / "pinmap.toml"
 
 # The Jetson 40-pin header (BOARD numbers). Power and ground pins can never be inputs; the I2C and
 # UART pins are not GPIOs for Jetson.GPIO (it raises "Channel N is not a GPIO"/"is invalid") and
-# carry the OLED (3, 5), DIN MIDI (8, 10) and the HAT ID EEPROM (27, 28).
+# carry the OLED (3, 5), DIN MIDI (8, 10) and I2C bus 1 (27, 28; the ID EEPROM pins on Raspberry Pi HATs).
 HEADER_PINS = range(1, 41)
 POWER_PINS = {1: "3.3 V", 17: "3.3 V", 2: "5 V", 4: "5 V"}
 GROUND_PINS = frozenset({6, 9, 14, 20, 25, 30, 34, 39})
 NOT_GPIO_PINS = {3: "I2C SDA (the OLED)", 5: "I2C SCL (the OLED)", 8: "UART TX (DIN MIDI)",
-                 10: "UART RX (DIN MIDI)", 27: "I2C ID_SD (HAT EEPROM)", 28: "I2C ID_SC (HAT EEPROM)"}
+                 10: "UART RX (DIN MIDI)", 27: "I2C1 SDA (i2c-1)", 28: "I2C1 SCL (i2c-1)"}
 
 
 class PinMapError(ValueError):

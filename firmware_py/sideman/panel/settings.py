@@ -6,7 +6,10 @@ it had."""
 
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6's python3)
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
