@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup run test test-all bench bench-reaction eval-listen train-markov fuzz-din clean image
+.PHONY: setup run test test-all bench bench-reaction eval-listen train-markov fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -58,3 +58,7 @@ clean:
 ## WHEELHOUSE=1 also ships aarch64 cp310 wheels of the dependencies (pip download; needs network).
 image: setup
 	$(PY) image/build_image.py --out dist $(if $(WHEELHOUSE),--wheelhouse) $(ARGS)
+
+## The README's pictures of the box (OLED screens, front panel), rendered by the screen tests through luma.
+screens: setup
+	SIDEMAN_SCREENSHOT_DIR=docs/box $(PY) -m pytest -q tests/test_panel_controller.py -k readme_pictures

@@ -66,3 +66,19 @@ def make_box(jack_server, data_dir):
     yield make
     for box in boxes:
         box.stop()
+
+
+@pytest.fixture
+def screenshot(tmp_path):
+    """screenshot(name, image, scale=4): save a PNG to $SIDEMAN_SCREENSHOT_DIR when set (`make
+    screens` renders the README's pictures this way), else to the test's tmp dir."""
+    folder = Path(os.environ.get("SIDEMAN_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, image, scale: int = 4) -> Path:
+        if scale != 1:
+            image = image.resize((image.width * scale, image.height * scale), 0)  # nearest: crisp pixels
+        path = folder / name
+        image.save(path)
+        return path
+    return save

@@ -7,7 +7,6 @@ else to pytest's tmp_path. OLED pictures are scaled x4 (nearest) to be readable.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,8 +41,9 @@ def replace(view, **changes):
 
 @pytest.fixture
 def save(tmp_path):
-    """save(name, image, scale): write a PNG where the README (or the test's tmp dir) wants it."""
-    folder = Path(os.environ.get("SIDEMAN_SCREENSHOT_DIR") or tmp_path)
+    """save(name, image, scale): write a PNG to the test's tmp dir to look at. (The README's
+    pictures are the real controller's screens: see test_panel_controller.py.)"""
+    folder = tmp_path
     folder.mkdir(parents=True, exist_ok=True)
 
     def save(name: str, image: Image.Image, scale: int = 4) -> Path:

@@ -270,3 +270,52 @@ def test_a_lost_output_is_announced_and_shown(rig):
     assert view.title == "PORT LOST" and "synth" in view.lines[0]
     settle(panel, clock, seconds=5)  # the alert goes; the badge stays while nothing listens
     assert panel.view(clock.t).badge == "NO OUTPUT"
+
+
+def test_the_readme_pictures_are_the_real_screens(rig, screenshot):
+    """The controller's own views, drawn by the OLED code on luma's dummy device: home while
+    comping a Dm7, the menu, MIDI learn, a lost port, and the front panel."""
+    from sideman.panel.display import Display, make_device
+    from sideman.panel.drawing import draw_front_panel
+
+    box, panel, _synth, clock = rig
+    panel.display = Display(make_device(kind="dummy"))
+    box.voice.use_styles(("mehldau", "tatum"), {"mehldau": fixture_markov(1), "tatum": fixture_markov(2)})
+    panel.settings.styles = "mehldau,tatum"
+    panel.post(Turn(1, 1))      # comp
+    panel.post(Turn(0, 12))     # blend
+    t = time.monotonic_ns()
+    for beat in range(8):       # quarter notes at 120 BPM for the beat tracker, then a Dm7
+        onset = t - (8 - beat) * 500_000_000
+        box.on_human((mm.NOTE_ON, 38 if beat % 2 == 0 else 45, 90), onset)
+        box.on_human((mm.NOTE_OFF, 38 if beat % 2 == 0 else 45, 0), onset + 200_000_000)
+    for pitch in (50, 53, 57, 60):
+        box.on_human((mm.NOTE_ON, pitch, 80), t)
+    assert wait_for(lambda: (settle(panel, clock, 0.2), panel.home(clock.t).chord)[1] == "Dm7")
+    home = panel.view(clock.t)
+    assert isinstance(home, HomeView) and home.mode == "comp"
+    panel.step(clock.t)
+    screenshot("oled-home.png", panel.display.image())
+    screenshot("front-panel.png", draw_front_panel(home), scale=1)
+    redraws = panel.display.redraws
+    panel.step(clock.t)
+    assert panel.display.redraws == redraws  # nothing changed, nothing drawn
+    panel.post(Turn(3, -3, held=True))
+    settle(panel, clock)
+    screenshot("oled-home-held.png", panel.display.image())
+    panel.post(Click(2))
+    panel.post(Turn(2, 2))
+    settle(panel, clock, 2)
+    assert isinstance(panel.view(clock.t), MenuView)
+    screenshot("oled-menu.png", panel.display.image())
+    panel.post(Click(2))        # MIDI learn
+    panel.post(Turn(2, 3))
+    panel.post(Click(2))        # ... density
+    settle(panel, clock)
+    screenshot("oled-learn.png", panel.display.image())
+    panel.post(Click(2))        # cancel
+    settle(panel, clock, 5)
+    box.outputs.remove(box.outputs.slots[0])
+    settle(panel, clock)
+    assert panel.view(clock.t).title == "PORT LOST"
+    screenshot("oled-alert.png", panel.display.image())
