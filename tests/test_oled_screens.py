@@ -306,3 +306,15 @@ def test_front_panel_drawing(save, tmp_path):
     assert Image.open(path).size == SIZE
     assert PIXEL_ON in {colour for _, colour in image.getcolors(1 << 20)}   # the rendered OLED
     save("front-panel.png", image, scale=1)
+
+
+def test_panel_bench_draws_only_when_the_screen_changes():
+    """The bench's code path on a short script: asserts the counting, not speed."""
+    from sideman.bench.panel import run_panel_bench
+
+    result = run_panel_bench(seconds=2.0)
+    on_change, baseline = result["redraw_on_change"], result["baseline_redraw_every_tick"]
+    assert baseline["frames"] == 200
+    assert 1 <= on_change["frames"] < 20  # chord every beat pair, answer every other bar
+    assert on_change["draw_one_frame"]["n"] == on_change["frames"]
+    assert on_change["estimated_i2c_busy_pct"] < baseline["estimated_i2c_busy_pct"]

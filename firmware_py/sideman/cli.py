@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     reaction.add_argument("--phrases", type=int, default=100)
     reaction.add_argument("--period", type=int, default=64, help="JACK period in frames")
     reaction.add_argument("--rate", type=int, default=48000)
+    panel_bench = bench_kinds.add_parser("panel", help="OLED frames drawn on change only vs at every tick, over a scripted minute")
+    panel_bench.add_argument("--seconds", type=float, default=60.0)
+    panel_bench.add_argument("--json", action="store_true")
     gaps = bench_kinds.add_parser("gaps", help="call-response gaps over a folder of phrase files (simulated), vs a 600 ms rule")
     gaps.add_argument("folder", metavar="DIR")
     gaps.add_argument("--limit", type=int, default=None)
@@ -272,6 +275,10 @@ def cmd_bench(args) -> int:
         from sideman.bench.response_gaps import run_gap_bench
 
         result = run_gap_bench(Path(args.folder), limit=args.limit, seed=args.seed, progress=not args.json)
+    elif args.bench == "panel":
+        from sideman.bench.panel import run_panel_bench
+
+        result = run_panel_bench(seconds=args.seconds)
     else:
         return 2
     print(json.dumps(result, indent=2) if args.json else _bench_text(result))

@@ -110,6 +110,10 @@ class Display:
             return Image.new("1", self.size)
         return self._image.copy()
 
+    def invalidate(self) -> None:
+        """The next `show` draws even an unchanged view (e.g. after the screen was power-cycled)."""
+        self._view = None
+
     def blank(self) -> None:
         """Clear the screen; the next `show` draws whatever it is given."""
         self._view, self._image = None, None
