@@ -84,3 +84,39 @@ def test_panic_command_silences_every_channel_of_the_chosen_output(jack_server, 
             assert {(0xB0 | channel, 64, 0), (0xB0 | channel, 123, 0), (0xB0 | channel, 120, 0)} <= received
     finally:
         synth.close()
+
+
+def test_din_auto_uses_the_pin_maps_uart_and_a_uart_that_will_not_open_does_not_stop_the_box(
+        jack_server, tmp_path, monkeypatch):
+    import pty
+
+    from sideman.box import Box, BoxConfig, resolve_din
+    from sideman.model.echo import SilentVoice
+
+    pin_map = (Path(__file__).resolve().parents[1] / "hardware" / "pinmap.toml").read_text()
+    master, slave = pty.openpty()
+    try:
+        uart = os.ttyname(slave)
+        (tmp_path / "pty.toml").write_text(pin_map.replace('uart = "/dev/ttyTHS0"', f'uart = "{uart}"'))
+        monkeypatch.setenv("SIDEMAN_PINMAP", str(tmp_path / "pty.toml"))
+        assert resolve_din("auto", print) == uart
+        (tmp_path / "gone.toml").write_text(pin_map.replace('uart = "/dev/ttyTHS0"', 'uart = "/dev/ttyNOPE9"'))
+        monkeypatch.setenv("SIDEMAN_PINMAP", str(tmp_path / "gone.toml"))
+        assert resolve_din("auto", print) is None
+        assert resolve_din("/dev/ttyUSB3", print) == "/dev/ttyUSB3"  # a named device is taken as given
+    finally:
+        os.close(master)
+        os.close(slave)
+    not_a_uart = tmp_path / "not-a-uart"
+    not_a_uart.write_text("")
+    (tmp_path / "file.toml").write_text(pin_map.replace('uart = "/dev/ttyTHS0"', f'uart = "{not_a_uart}"'))
+    monkeypatch.setenv("SIDEMAN_PINMAP", str(tmp_path / "file.toml"))
+    said = []
+    box = Box(BoxConfig(backend="jack", autoconnect="", din="auto", capture=False), voice=SilentVoice(),
+              announce=said.append)
+    box.start()
+    try:
+        assert any("DIN" in line and "not available" in line for line in said), said
+        assert box.outputs.names()  # it plays on the virtual output
+    finally:
+        box.stop()

@@ -4,6 +4,7 @@ ends in silence (panic on stop, on signals, on output changes and on every excep
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,21 @@ class BoxConfig:
     hotplug_interval_s: float = 0.5
     output_latency_ms: dict[str, float] = field(default_factory=dict)  # name pattern -> ms
     controls: dict[str, float] = field(default_factory=lambda: {c.name: c.default for c in CONTROLS})
+
+
+def resolve_din(din: str | None, announce) -> str | None:
+    """--din DEVICE, or 'auto': the UART named in the panel's pin map when that device exists
+    (the box's own DIN jacks), else none."""
+    if din != "auto":
+        return din
+    from sideman.panel.pin_map import PinMapError, load_pin_map
+
+    try:
+        uart = load_pin_map().din_uart
+    except PinMapError as exc:
+        announce(f"warning: DIN auto: {exc}")
+        return None
+    return uart if os.path.exists(uart) else None
 
 
 class Box:
@@ -149,13 +165,22 @@ class Box:
         if hardware and not config.outputs:
             self._output_set = self._output_set_for("hardware output", lambda names: hardware_ports(names, hardware))
             port_sets.append(self._output_set)
-        if config.din:
+        din = resolve_din(config.din, self.announce)
+        if din:
             from sideman.ports.din_port import DinPort
 
-            self._din = DinPort(config.din)
-            self._din.set_receiver(self.on_human)
-            self.outputs.add(self._make_slot(self._din))
-            self.announce(f"DIN   : {config.din} (in and out, 31250 baud)")
+            try:
+                self._din = DinPort(din)
+            except PortError:
+                if config.din != "auto":
+                    raise
+                # The box's own jacks: a UART that will not open must not stop the music (the
+                # service would restart forever); USB MIDI still works.
+                self.announce(f"warning: DIN {din} not available; playing on USB/virtual MIDI only")
+            else:
+                self._din.set_receiver(self.on_human)
+                self.outputs.add(self._make_slot(self._din))
+                self.announce(f"DIN   : {din} (in and out, 31250 baud)")
         self.watcher = HotplugWatcher(port_sets, config.hotplug_interval_s)
         for port in self._fixed_inputs:
             port.set_receiver(self.on_human)

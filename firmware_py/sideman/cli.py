@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     panic.add_argument("--backend", choices=["auto", "alsa", "jack"], default="auto")
     panic.add_argument("--output", action="append", default=[], metavar="PATTERN",
                        help="only outputs whose names contain PATTERN (default: every hardware output)")
-    panic.add_argument("--din", metavar="DEVICE", help="also the 5-pin DIN output on this serial device")
+    panic.add_argument("--din", metavar="DEVICE", help="also the 5-pin DIN output on this serial device (auto: the pin map's UART)")
 
     play = commands.add_parser("play", help="a MIDI file plays the human part; write the duet (MIDI + piano roll)")
     play.add_argument("input", metavar="IN.mid")
@@ -107,7 +107,8 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                      help="which ports count as hardware to follow on hot-plug (default per backend)")
     parser.add_argument("--no-autoconnect", dest="autoconnect", action="store_const", const="",
                      help="never connect to hardware ports by ourselves")
-    parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS0 on a Jetson Orin")
+    parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS0 on a Jetson Orin; "
+                             "auto: the UART in the pin map, when it exists (the service uses this)")
     parser.add_argument("--voice", choices=["markov", "echo", "none"], default="markov",
                      help="markov: the musician (default); echo: repeats you a bar later an octave up "
                           "(a plumbing check); none: thru only")

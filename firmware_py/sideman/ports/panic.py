@@ -53,6 +53,10 @@ def panic_everything(backend: str = "auto", patterns: list[str] | None = None, d
         finally:
             lister.close()
             chosen.close()
+    if din == "auto":
+        from sideman.box import resolve_din
+
+        din = resolve_din(din, log.info)
     if din:
         from sideman.ports.din_port import DinPort
 
