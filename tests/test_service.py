@@ -437,8 +437,8 @@ def test_sideman_service_settings():
     s = {k: v[-1] for k, v in unit["Service"].items()}
     assert s["Type"] == "notify" and s["NotifyAccess"] == "main" and s["WatchdogSec"] == "5"
     assert s["Restart"] == "always" and s["RestartSec"] == "1" and s["TimeoutStartSec"] == "60"
-    assert s["ExecStart"] == "/usr/bin/sideman run --service"
-    assert s["ExecStopPost"].lstrip("-") == "/usr/bin/sideman panic"
+    assert s["ExecStart"] == "/usr/bin/sideman run --service --din auto"
+    assert s["ExecStopPost"].lstrip("-") == "/usr/bin/sideman panic --din auto"
     assert s["User"] == s["Group"] == "sideman"
     assert set(s["SupplementaryGroups"].split()) == {"audio", "gpio", "i2c", "dialout"}
     assert s["RestrictRealtime"] == "no" and "CPUSchedulingPolicy" not in s and "PrivateDevices" not in s
