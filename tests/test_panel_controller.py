@@ -204,11 +204,14 @@ def test_preset_saved_by_long_keep_is_recalled_by_program_change(rig):
     panel.post(Turn(1, -1))   # call-response
     settle(panel, clock)
     assert box.voice.controls["density"] == pytest.approx(0.25)
-    box.on_human((mm.PROGRAM_CHANGE, 0), time.monotonic_ns())
+    box.on_human((mm.PROGRAM_CHANGE, 0), time.monotonic_ns())  # channel 1: the keyboard's patch change
+    settle(panel, clock)
+    assert box.voice.controls["density"] == pytest.approx(0.25)
+    box.on_human((mm.PROGRAM_CHANGE | 15, 0), time.monotonic_ns())  # the preset channel (16)
     settle(panel, clock)
     assert box.voice.controls["density"] == pytest.approx(0.75)
     assert box.voice.policy.name == "comp"
-    assert (mm.PROGRAM_CHANGE, 0) in synth.messages()  # the synth gets its Program Change too
+    assert (mm.PROGRAM_CHANGE | 15, 0) in synth.messages()  # the synth gets its Program Change too
 
 
 def test_a_bad_preset_changes_nothing_and_says_so(rig, tmp_path):
@@ -216,7 +219,7 @@ def test_a_bad_preset_changes_nothing_and_says_so(rig, tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "007-broken.toml").write_text('name = "broken"\nprogram = 7\n[controls]\ndensity = 9\n')
     before = dict(box.voice.controls)
-    box.on_human((mm.PROGRAM_CHANGE, 7), time.monotonic_ns())
+    box.on_human((mm.PROGRAM_CHANGE | 15, 7), time.monotonic_ns())
     settle(panel, clock)
     assert box.voice.controls == before
     view = panel.view(clock.t)
@@ -239,6 +242,8 @@ def test_midi_learn_from_the_menu_then_the_cc_moves_the_control_and_stays_off_th
     settle(panel, clock)
     assert panel.view(clock.t).title == "MIDI LEARN"  # "move a knob for DENSITY"
     box.on_human((mm.CONTROL_CHANGE, 64, 127), time.monotonic_ns())  # the pedal is never taken
+    box.on_human((mm.CONTROL_CHANGE, 0, 1), time.monotonic_ns())     # nor bank select
+    box.on_human((mm.CONTROL_CHANGE, 80, 0), time.monotonic_ns())    # nor the keep CC
     box.on_human((mm.CONTROL_CHANGE, 21, 100), time.monotonic_ns())
     settle(panel, clock)
     assert panel.midi.cc_map == {21: "density"}
@@ -319,3 +324,56 @@ def test_the_readme_pictures_are_the_real_screens(rig, screenshot):
     settle(panel, clock)
     assert panel.view(clock.t).title == "PORT LOST"
     screenshot("oled-alert.png", panel.display.image())
+
+
+def test_an_oled_that_drops_off_the_bus_does_not_stop_the_settings_being_saved(rig):
+    from luma.core.error import DeviceNotFoundError
+
+    from sideman.panel.display import Display, make_device
+
+    class FlakyOled:
+        """luma's dummy device, until the I2C bus stops answering (luma raises its own error)."""
+        def __init__(self):
+            self.inner = make_device(kind="dummy")
+            self.width, self.height, self.mode, self.size = 128, 64, "1", (128, 64)
+            self.gone = False
+
+        def display(self, image):
+            if self.gone:
+                raise DeviceNotFoundError("I2C device not found on address: 0x3C")
+            self.inner.display(image)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    box, panel, _synth, clock = rig
+    oled = FlakyOled()
+    panel.display = Display(oled)
+    settle(panel, clock)
+    oled.gone = True
+    panel.post(Turn(3, 2))
+    settle(panel, clock)
+    settle(panel, clock, seconds=1.5)
+    assert load_settings().controls["density"] == pytest.approx(0.55)
+    oled.gone = False
+    panel.post(Turn(3, 1))
+    settle(panel, clock)
+    assert panel.display.error is None  # back, and drawing again
+
+
+def test_muting_never_strands_a_note_on(rig):
+    """Mute lands between two of the voice's batches, so each note-on keeps its note-off."""
+    box, panel, synth, clock = rig
+    t0 = time.monotonic_ns()
+    for phrase in range(3):
+        for i, pitch in enumerate((60, 62, 64, 65)):
+            onset = t0 + (phrase * 1500 + i * 120) * 1_000_000
+            box.on_human((mm.NOTE_ON, pitch, 80), onset)
+            box.on_human((mm.NOTE_OFF, pitch, 0), onset + 90_000_000)
+        for _ in range(3):
+            panel.post(Press("panic", long=True))
+            settle(panel, clock)
+            time.sleep(0.1)
+    time.sleep(2.5)  # longer than any AI note: whatever was sent has had its note-off
+    from midi_probe import sounding_after
+    assert sounding_after(synth.messages()) == set()

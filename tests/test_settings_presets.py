@@ -38,11 +38,12 @@ def test_no_file_means_defaults():
     ("[cc_map]\n21 = \"swing\"\n", "unknown control 'swing'"),
     ("colour = 1\n", "unknown setting(s) colour"),
     ("mode = \n", "not valid TOML"),
+    ("\udcff\udcfe[controls]", "not a text file"),
 ])
 def test_bad_settings_files_are_refused_with_the_reason(text, words):
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(SettingsError) as caught:
         load_settings(path)
     assert words in str(caught.value) and str(path) in str(caught.value)

@@ -47,6 +47,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("style_blend", 0.0, 0.0, 1.0, "", "blend from the first style (0) to the second (1)", musical=True),
     Control("trade_bars", 4, 1, 16, "bars", "bars per turn when trading", integer=True, musical=True),
     Control("keep_cc", 80, 0, 127, "CC", "MIDI CC that keeps your last phrase for variation mode", integer=True),
+    Control("program_channel", 16, 0, 16, "ch", "MIDI channel whose Program Changes recall presets (0: never)", integer=True),
 )
 BY_NAME = {c.name: c for c in CONTROLS}
 

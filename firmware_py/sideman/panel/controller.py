@@ -20,6 +20,7 @@ from typing import Callable
 
 from sideman.clock import NS_PER_S, now_ns
 from sideman.controls import BY_NAME, MUSICAL
+from sideman.model.voice import HUSH
 from sideman.panel.events import Click, Press, Turn
 from sideman.panel.knobs import KNOBS, format_value, step_control
 from sideman.panel.midi_map import MODE_NAMES, MidiControlMap
@@ -77,8 +78,9 @@ class PanelController:
         self.styles_available = styles_available
         self.midi = MidiControlMap(settings.cc_map,
                                    on_change=lambda target, value: self.post(("cc", target, value)),
-                                   on_program=lambda program: self.post(("program", program)),
-                                   on_learned=lambda cc, target: self.post(("learned", cc, target)))
+                                   on_program=lambda channel, program: self.post(("program", channel, program)),
+                                   on_learned=lambda cc, target: self.post(("learned", cc, target)),
+                                   also_reserved=lambda: {int(self.controls.get("keep_cc", 80))})
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.muted = False
         self.menu: list[Menu] = []           # a stack: main menu, then a submenu
@@ -119,14 +121,17 @@ class PanelController:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        if self.inputs is not None:
-            self.inputs.close()
-        self.step(self.clock())   # what was turned last is saved too
-        self.flush()
-        if self.display is not None:
-            self.display.close()
+        try:
+            if self.inputs is not None:
+                self.inputs.close()
+            self.step(self.clock())   # what was turned last is handled too
+        finally:
+            self.flush()
+            if self.display is not None:
+                self.display.close()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.wait(PANEL_TICK_S):
             try:
                 now = self.clock()
@@ -134,7 +139,9 @@ class PanelController:
                     self.inputs.poll(now)
                 self.step(now)
             except Exception:  # the panel must never take the music down with it
-                log.exception("panel step failed")
+                failures += 1
+                if failures == 1 or failures % 1000 == 0:  # not 100 tracebacks a second
+                    log.exception("panel step failed (%d times)", failures)
 
     def step(self, now: float) -> None:
         """Handle what arrived, refresh what the screen shows, save settings when they rest."""
@@ -149,21 +156,24 @@ class PanelController:
             self.box.engine.call_soon(self._take_snapshot)
         self._watch_box(now)
         self._expire(now)
-        if self.display is not None:
-            self.display.show(self.view(now))
-        if self._changed_at is not None and now - self._changed_at >= SAVE_AFTER_S:
-            self.flush()
+        try:
+            if self.display is not None:
+                self.display.show(self.view(now))
+        finally:  # whatever the screen does, the settings are saved
+            if self._changed_at is not None and now - self._changed_at >= SAVE_AFTER_S:
+                self.flush()
 
     def flush(self) -> None:
         """Write the settings now if anything changed since the last save."""
         if self._changed_at is None:
             return
-        self._changed_at = None
+        changed_at, self._changed_at = self._changed_at, None
         self.settings.cc_map = self.midi.mapping()
         try:
             save_settings(self.settings, self.settings_file)
             self.saves += 1
         except OSError as exc:
+            self._changed_at = changed_at + SAVE_AFTER_S * 10  # try again later (a full disk may clear)
             log.error("could not save the settings: %s", exc)
             self.alert = (AlertView("CANNOT SAVE", (str(exc.strerror or exc)[:20],), "error"), self.clock() + ALERT_S)
 
@@ -183,7 +193,11 @@ class PanelController:
                 self.controls[target] = value
                 self._changed(now)
         elif event[0] == "program":
-            self.recall_program(event[1], now)
+            _, channel, program = event
+            # Only on the preset channel: a keyboard that sends its own patch changes on channel 1
+            # must not change how the AI plays.
+            if channel + 1 == int(self.controls.get("program_channel", 16)):
+                self.recall_program(program, now)
         elif event[0] == "learned":
             _, cc, target = event
             self.learning = None
@@ -273,7 +287,10 @@ class PanelController:
         self.settings.mode = self.box.config.mode = mode
         voice = self.box.voice
         if hasattr(voice, "set_mode"):
-            self.box.engine.call_soon(lambda: voice.set_mode(mode, now_ns() / NS_PER_S))
+            def change_mode():
+                voice.set_mode(mode, now_ns() / NS_PER_S)
+                return [HUSH]  # what the old mode left sounding ends now
+            self.box.engine.call_soon(change_mode)
         self._changed(now)
 
     def set_styles(self, spec: str, now: float) -> None:
@@ -294,9 +311,13 @@ class PanelController:
 
     def set_muted(self, muted: bool, now: float) -> None:
         self.muted = muted
-        self.box.engine.muted = muted
-        if muted:
-            self.box.scheduler.hush()
+
+        def mute():
+            # On the engine thread, between two of the voice's batches: a note-on never goes out
+            # without its note-off.
+            self.box.engine.muted = muted
+            return [HUSH] if muted else ()
+        self.box.engine.call_soon(mute)
         self._show_alert(now, "AI MUTED" if muted else "AI ON", level="info", seconds=1.0)
 
     def recall_program(self, program: int, now: float) -> None:

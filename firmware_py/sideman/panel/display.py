@@ -21,6 +21,12 @@ from sideman.panel.screens import draw_view
 
 log = logging.getLogger("sideman.panel.display")
 
+try:  # luma's i2c interface raises its own errors (DeviceNotFoundError…) when the OLED drops off the bus
+    from luma.core.error import Error as _LumaError
+    SCREEN_ERRORS: tuple[type[BaseException], ...] = (OSError, _LumaError)
+except ImportError:  # pragma: no cover - luma is a dependency
+    SCREEN_ERRORS = (OSError,)
+
 DEFAULT_OLED = {"driver": "ssd1306", "i2c_bus": 7, "address": 0x3C, "width": 128, "height": 64}
 
 
@@ -91,7 +97,7 @@ class Display:
         try:
             with frame as draw:
                 draw_view(draw, view, self.device.width, self.device.height)
-        except OSError as exc:      # the write failed: keep the box going, retry on the next change
+        except SCREEN_ERRORS as exc:  # the write failed: keep the box going, retry on the next change
             if self.error is None:
                 log.error("OLED write failed, the panel runs blind: %s", exc)
             self.error = str(exc)
@@ -121,7 +127,7 @@ class Display:
             return
         try:
             self.device.clear()
-        except OSError as exc:
+        except SCREEN_ERRORS as exc:
             self.error = str(exc)
 
     def close(self) -> None:

@@ -29,12 +29,14 @@ def cc_to_value(target: str, value: int):
 class MidiControlMap:
     def __init__(self, cc_map: dict[int, str] | None = None,
                  on_change: Callable[[str, object], None] = lambda target, value: None,
-                 on_program: Callable[[int], None] = lambda program: None,
-                 on_learned: Callable[[int, str], None] = lambda cc, target: None):
+                 on_program: Callable[[int, int], None] = lambda channel, program: None,
+                 on_learned: Callable[[int, str], None] = lambda cc, target: None,
+                 also_reserved: Callable[[], set[int]] = set):
         self.cc_map: dict[int, str] = dict(cc_map or {})
         self.on_change = on_change      # (control name or "mode", new value)
         self.on_program = on_program
         self.on_learned = on_learned
+        self.also_reserved = also_reserved  # e.g. the keep CC, which the session reads itself
         self.learning: str | None = None
         self._lock = threading.Lock()   # learn() comes from the panel thread
 
@@ -65,12 +67,12 @@ class MidiControlMap:
         """Look at one incoming message; True when it was the box's (do not pass it on)."""
         kind = message[0] & 0xF0
         if kind == mm.PROGRAM_CHANGE and len(message) >= 2:
-            self.on_program(message[1])
+            self.on_program(message[0] & 0x0F, message[1])
             return False
         if kind != mm.CONTROL_CHANGE or len(message) < 3:
             return False
         cc, value = message[1], message[2]
-        if cc in RESERVED_CCS:
+        if cc in RESERVED_CCS or cc in self.also_reserved():
             return False
         with self._lock:
             if self.learning is not None:

@@ -23,8 +23,9 @@ from sideman.play.steering import parse_style
 
 # Pseudo-controls a CC can move besides the registry's: the mode (value ranges pick a mode).
 CC_TARGETS_EXTRA = ("mode",)
-# CCs that are the player's own (pedals, channel mode messages) are never taken for the box.
-RESERVED_CCS = frozenset({64, 66, 67, *range(120, 128)})
+# CCs that are the player's own and never taken for the box: bank select (0/32), data entry and
+# (N)RPN (6/38/98-101), the pedals (64/66/67) and the channel mode messages (120-127).
+RESERVED_CCS = frozenset({0, 32, 6, 38, 98, 99, 100, 101, 64, 66, 67, *range(120, 128)})
 
 
 class SettingsError(ValueError):
@@ -94,7 +95,8 @@ def parse_cc_map(table, where: str) -> dict[int, str]:
         except ValueError:
             raise SettingsError(f"{where}: CC {key!r} is not a number") from None
         if not 0 <= cc <= 127 or cc in RESERVED_CCS:
-            raise SettingsError(f"{where}: CC {cc} cannot be mapped (0..119, not the pedals 64/66/67)")
+            raise SettingsError(f"{where}: CC {cc} cannot be mapped (1..119, not bank select, data entry, "
+                                f"(N)RPN or the pedals 64/66/67)")
         if name not in BY_NAME and name not in CC_TARGETS_EXTRA:
             raise SettingsError(f"{where}: CC {cc} maps to unknown control {name!r}")
         cc_map[cc] = name
@@ -109,6 +111,8 @@ def read_toml(path: Path) -> dict:
         raise SettingsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:  # a corrupted card or a bad copy: not text at all
+        raise SettingsError(f"{path}: not a text file (not UTF-8)") from None
 
 
 def load_settings(path: Path | None = None) -> Settings:
