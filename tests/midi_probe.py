@@ -112,3 +112,13 @@ def sounding_after(messages, channel=None):
                 if key[0] == ch:
                     sounding[key] = 0
     return {k for k, v in sounding.items() if v > 0}
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+    """Poll `predicate` every 2 ms until it holds or the time is up; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.002)
+    return bool(predicate())

@@ -8,21 +8,12 @@ import time
 
 import pytest
 
-from midi_probe import MidiProbe, sounding_after
+from midi_probe import MidiProbe, sounding_after, wait_until
 from sideman.clock import NS_PER_S
 
 pytestmark = pytest.mark.jack
 
 AI = 1  # channel 2 on the wire
-
-
-def _wait_until(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 class PhraseThenCrashVoice:
@@ -73,7 +64,7 @@ def test_stop_turns_off_ai_and_held_player_notes(make_box, probe):
     probe.send((0x90, 60, 70))   # ... and a note, and the AI has started one
     assert probe.wait_for(lambda m: m == (0x91, 41, 80))
     box.stop()
-    assert _wait_until(lambda: sounding_after(probe.messages()) == set())
+    assert wait_until(lambda: sounding_after(probe.messages()) == set())
     messages = probe.messages()
     assert (0xB0, 64, 0) in messages  # the pedal lifted too
 
@@ -102,7 +93,7 @@ def test_panic_while_notes_stream_never_strands_a_note(make_box, probe):
         time.sleep(0.01 + 0.013 * round_)
         box.scheduler.panic("test")
         # Wait until this panic's CC123 has arrived, then nothing may be left on.
-        assert _wait_until(lambda: probe.messages().count((0xB1, 123, 0)) == round_ + 1)
+        assert wait_until(lambda: probe.messages().count((0xB1, 123, 0)) == round_ + 1)
         assert sounding_after(probe.messages(), channel=AI) == set(), f"stuck after panic {round_}"
 
 
@@ -123,7 +114,7 @@ def test_signal_to_sideman_run_ends_every_note_and_saves_the_session(jack_server
         assert sounding_after(probe.messages()) == {(0, 60), (AI, 72)}
         box.send_signal(sig)
         assert box.wait(timeout=10) == 0
-        assert _wait_until(lambda: sounding_after(probe.messages()) == set())
+        assert wait_until(lambda: sounding_after(probe.messages()) == set())
         assert (0xB1, 123, 0) in probe.messages()
         rest = box.stdout.read()
         assert "session saved" in rest
@@ -146,7 +137,7 @@ def test_switching_outputs_silences_the_old_synth(make_box, jack_server):
         assert synth_a.wait_for(lambda m: m == (0x91, 41, 80))
         connected = box.select_outputs([synth_b.name])
         assert len(connected) == 1 and connected[0].startswith(synth_b.name)
-        assert _wait_until(lambda: sounding_after(synth_a.messages()) == set()), "old synth left with notes on"
+        assert wait_until(lambda: sounding_after(synth_a.messages()) == set()), "old synth left with notes on"
         keys.round_trip(synth_b)
         keys.send((0x90, 62, 70))
         assert synth_b.wait_for(lambda m: m == (0x90, 62, 70))

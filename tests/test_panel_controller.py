@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from midi_probe import sounding_after, wait_until
 from music_fixtures import fixture_markov
 from sideman import messages as mm
 from sideman.box import Box, BoxConfig
@@ -51,15 +52,6 @@ class Clock:
 
     def __call__(self):
         return self.t
-
-
-def wait_for(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 @pytest.fixture
@@ -139,10 +131,10 @@ def test_panic_button_silences_sounding_ai_notes(rig):
     box, panel, synth, clock = rig
     now = time.monotonic_ns()
     box.scheduler.play_note(now, 64, 90, 5_000_000_000)  # a five-second AI note
-    assert wait_for(lambda: (mm.NOTE_ON | AI, 64, 90) in synth.messages())
+    assert wait_until(lambda: (mm.NOTE_ON | AI, 64, 90) in synth.messages())
     panel.post(Press("panic"))
     settle(panel, clock)
-    assert wait_for(lambda: any(m[0] == mm.NOTE_OFF | AI and m[1] == 64 or
+    assert wait_until(lambda: any(m[0] == mm.NOTE_OFF | AI and m[1] == 64 or
                                 m[:2] == (mm.NOTE_ON | AI, 64) and m[2] == 0 for m in synth.messages()))
     assert (mm.CONTROL_CHANGE | AI, mm.CC_ALL_NOTES_OFF, 0) in synth.messages()
     assert box.scheduler.panics == 1
@@ -159,7 +151,7 @@ def test_long_panic_mutes_the_ai_and_a_second_long_press_unmutes(rig):
     for i, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
         box.on_human((mm.NOTE_ON, pitch, 80), t0 + i * 150_000_000)
         box.on_human((mm.NOTE_OFF, pitch, 0), t0 + i * 150_000_000 + 100_000_000)
-    assert wait_for(lambda: box.voice.log.answers, timeout_s=5)
+    assert wait_until(lambda: box.voice.log.answers, timeout_s=5)
     time.sleep(0.5)
     assert not [m for m in synth.messages() if m[0] == mm.NOTE_ON | AI]
     panel.post(Press("panic", long=True))
@@ -263,7 +255,7 @@ def test_the_home_screen_names_the_chord_being_played(rig):
     t = time.monotonic_ns()
     for pitch in (50, 53, 57, 60):  # D F A C
         box.on_human((mm.NOTE_ON, pitch, 80), t)
-    assert wait_for(lambda: (settle(panel, clock, 0.2), panel.home(clock.t).chord)[1] == "Dm7")
+    assert wait_until(lambda: (settle(panel, clock, 0.2), panel.home(clock.t).chord)[1] == "Dm7")
 
 
 def test_a_lost_output_is_announced_and_shown(rig):
@@ -296,7 +288,7 @@ def test_the_readme_pictures_are_the_real_screens(rig, screenshot):
         box.on_human((mm.NOTE_OFF, 38 if beat % 2 == 0 else 45, 0), onset + 200_000_000)
     for pitch in (50, 53, 57, 60):
         box.on_human((mm.NOTE_ON, pitch, 80), t)
-    assert wait_for(lambda: (settle(panel, clock, 0.2), panel.home(clock.t).chord)[1] == "Dm7")
+    assert wait_until(lambda: (settle(panel, clock, 0.2), panel.home(clock.t).chord)[1] == "Dm7")
     home = panel.view(clock.t)
     assert isinstance(home, HomeView) and home.mode == "comp"
     panel.step(clock.t)
@@ -375,5 +367,4 @@ def test_muting_never_strands_a_note_on(rig):
             settle(panel, clock)
             time.sleep(0.1)
     time.sleep(2.5)  # longer than any AI note: whatever was sent has had its note-off
-    from midi_probe import sounding_after
     assert sounding_after(synth.messages()) == set()

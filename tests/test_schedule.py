@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from midi_probe import sounding_after
+from midi_probe import sounding_after, wait_until
 from sideman.clock import NS_PER_S, now_ns
 from sideman.schedule.outputs import OutputFanout, OutputSlot
 from sideman.schedule.sender import Scheduler
@@ -49,18 +49,11 @@ def rig():
     scheduler.stop()
 
 
-def _wait(predicate, timeout_s=3.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.002)
-    return predicate()
-
-
 def test_notes_go_out_on_the_ai_channel_never_early(rig):
     scheduler, (near, far), played = rig
     t0 = now_ns() + 30 * MS
     scheduler.play_note(t0, 60, 90, 40 * MS)
-    assert _wait(lambda: len(near.sent) == 2 and len(far.sent) == 2)
+    assert wait_until(lambda: len(near.sent) == 2 and len(far.sent) == 2)
     (on, t_on), (off, t_off) = near.sent
     assert on == (0x91, 60, 90) and off == (0x81, 60, 0)
     assert t_on >= t0 and t_off >= t0 + 40 * MS
@@ -72,7 +65,7 @@ def test_latency_compensation_sends_to_the_slow_synth_first(rig):
     scheduler, (near, far), _ = rig
     t0 = now_ns() + 60 * MS
     scheduler.play(t0, (0x90, 64, 100))
-    assert _wait(lambda: near.sent and far.sent)
+    assert wait_until(lambda: near.sent and far.sent)
     assert far.sent[0][1] < near.sent[0][1]          # 20 ms early for the far synth
     assert far.sent[0][1] >= t0 - 20 * MS             # ... but never earlier than that
 
@@ -82,7 +75,7 @@ def test_panic_drops_the_future_and_silences_the_present(rig):
     t = now_ns()
     scheduler.play_note(t, 50, 80, 10 * NS_PER_S)     # sounding for a long time
     scheduler.play_note(t + 5 * NS_PER_S, 52, 80, MS)  # still to come
-    assert _wait(lambda: len(near.sent) == 1 and len(far.sent) == 1)
+    assert wait_until(lambda: len(near.sent) == 1 and len(far.sent) == 1)
     scheduler.panic("test")
     for port in (near, far):
         assert sounding_after(port.messages()) == set()

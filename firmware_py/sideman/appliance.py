@@ -59,14 +59,12 @@ def make_panel(kind: str, box: Box, settings: Settings, announce) -> PanelContro
         from sideman.panel.terminal import TerminalKeys, TerminalScreen
 
         display = TerminalScreen(Display(make_device(kind="dummy")), describe=describe_view)
-        inputs = "keys"
+        inputs = TerminalKeys
     elif kind in ("gpio", "auto"):
         display, inputs = _hardware_panel(kind, announce)
     controller = PanelController(box, settings, display=display)
-    if inputs == "keys":
-        controller.inputs = TerminalKeys(controller.post)
-    elif inputs is not None:
-        controller.inputs = inputs(controller.post)
+    if inputs is not None:
+        controller.inputs = inputs(controller.post)  # the hands post their events to the controller
     box.midi_controls = controller.midi
     return controller
 

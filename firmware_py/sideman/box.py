@@ -106,7 +106,7 @@ class Box:
     # --- the thru path (input thread) ---------------------------------------------------------
     def on_human(self, message, t_ns: int) -> None:
         """Every incoming message: straight to the outputs first, then to the listeners."""
-        if self.midi_controls is not None and message[0] & 0xF0 in (0xB0, 0xC0) \
+        if self.midi_controls is not None and message[0] & 0xF0 in (mm.CONTROL_CHANGE, mm.PROGRAM_CHANGE) \
                 and self.midi_controls.handle(message):
             return
         if not (self.clock_generator is not None and message[0] == mm.CLOCK):

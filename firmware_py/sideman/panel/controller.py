@@ -80,7 +80,7 @@ class PanelController:
                                    on_change=lambda target, value: self.post(("cc", target, value)),
                                    on_program=lambda channel, program: self.post(("program", channel, program)),
                                    on_learned=lambda cc, target: self.post(("learned", cc, target)),
-                                   also_reserved=lambda: {int(self.controls.get("keep_cc", 80))})
+                                   also_reserved=lambda cc: cc == self.controls.get("keep_cc", 80))
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.muted = False
         self.menu: list[Menu] = []           # a stack: main menu, then a submenu

@@ -31,12 +31,12 @@ class MidiControlMap:
                  on_change: Callable[[str, object], None] = lambda target, value: None,
                  on_program: Callable[[int, int], None] = lambda channel, program: None,
                  on_learned: Callable[[int, str], None] = lambda cc, target: None,
-                 also_reserved: Callable[[], set[int]] = set):
+                 also_reserved: Callable[[int], bool] = lambda cc: False):
         self.cc_map: dict[int, str] = dict(cc_map or {})
         self.on_change = on_change      # (control name or "mode", new value)
         self.on_program = on_program
         self.on_learned = on_learned
-        self.also_reserved = also_reserved  # e.g. the keep CC, which the session reads itself
+        self.also_reserved = also_reserved  # cc -> True for the keep CC, which the session reads itself
         self.learning: str | None = None
         self._lock = threading.Lock()   # learn() comes from the panel thread
 
@@ -72,7 +72,7 @@ class MidiControlMap:
         if kind != mm.CONTROL_CHANGE or len(message) < 3:
             return False
         cc, value = message[1], message[2]
-        if cc in RESERVED_CCS or cc in self.also_reserved():
+        if cc in RESERVED_CCS or self.also_reserved(cc):
             return False
         with self._lock:
             if self.learning is not None:
