@@ -112,3 +112,64 @@ def decode(encoded: Iterable[EncodedEvent], start_s: float = 0.0, voice: int = A
         else:
             events.append(Note(t, token, velocity_of_bin(vb), DURATION_BINS_S[db], voice))
     return events
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectorised codec (numpy): the same bins as time_bin / duration_bin / velocity_bin, for whole
+# arrays at once (training windows). Equal to the scalar functions for every value: the few values
+# that sit on a bin boundary to within rounding are decided by the scalar rule itself.
+
+def _nearest_array(bins: Sequence[float], values) -> "np.ndarray":
+    import numpy as np
+
+    edges = np.asarray(bins, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    i = np.searchsorted(edges, v, side="left")  # == bisect_left
+    out = np.clip(i, 0, len(edges) - 1).astype(np.int64)
+    inner = (i > 0) & (i < len(edges))
+    if not inner.any():
+        return out
+    idx = np.nonzero(inner)
+    vi, ii = v[idx], i[idx]
+    low, high = edges[ii - 1], edges[ii]
+    with np.errstate(all="ignore"):  # low = 0 (the first time bin) and tiny values
+        up_log = np.log(vi / low)
+        down_log = np.log(high / vi)
+        up = np.where(low <= 0, vi >= high / 2, up_log > down_log)
+        # Near-ties of the log rule: numpy's log may differ from math.log in the last bit, so let
+        # the scalar rule decide those (a handful of values at most).
+        close = (low > 0) & (np.abs(up_log - down_log) <= 1e-12)
+    chosen = np.where(up, ii, ii - 1)
+    for k in np.nonzero(close)[0]:
+        chosen[k] = _nearest(bins, float(vi[k]))
+    out[idx] = chosen
+    return out
+
+
+def _floor_at(values, floor: float):
+    """max(floor, x) element by element, as Python's max does it (nan becomes the floor)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    return np.where(v > floor, v, floor)
+
+
+def time_bins(seconds) -> "np.ndarray":
+    """time_bin for an array (int64, same shape)."""
+    return _nearest_array(TIME_BINS_S, _floor_at(seconds, 0.0))
+
+
+def duration_bins(seconds) -> "np.ndarray":
+    """duration_bin for an array (int64, same shape)."""
+    return _nearest_array(DURATION_BINS_S, _floor_at(seconds, DURATION_BINS_S[0]))
+
+
+def velocity_bins(velocity) -> "np.ndarray":
+    """velocity_bin for an array (int64, same shape); floats are truncated like int()."""
+    import numpy as np
+
+    v = np.asarray(velocity)
+    if v.dtype.kind == "f":
+        v = np.trunc(v)
+    v = v.astype(np.int64)
+    return np.clip(v // 8, 0, VELOCITY_BINS - 1)
