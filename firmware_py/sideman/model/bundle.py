@@ -1,0 +1,179 @@
+"""A trained transformer on disk: a folder with `manifest.json` (config, style table, checksums,
+training facts, exported graphs) and the weights it names. What the image flashes and the box loads.
+
+    models/transformer/
+        manifest.json        format, config, styles [{name, artist, row, source}], weights {file, sha256}
+        weights.pt           the network's state_dict (torch.save; loaded with weights_only=True)
+        styles/<name>.pt     styles added later by `sideman-train finetune` (one embedding row each)
+        onnx/…               exported graphs, when `sideman-train export` has run (listed under "graphs")
+
+Every file is checked against its sha256 before use; anything missing, corrupt or of another
+format raises ModelFileError with a message a person can act on (the box then falls back to the
+Markov voice and says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sideman.model.transformer import JazzTransformer, ModelConfig
+
+FORMAT = "sideman-transformer"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.pt"
+
+
+class ModelFileError(Exception):
+    """A model folder that cannot be used (the message says which file and why)."""
+
+
+@dataclass
+class Style:
+    name: str            # short knob name: "mehldau"
+    artist: str          # "Brad Mehldau" ("" for the shared row of all other pianists)
+    row: int             # row of the style table
+    source: str = "base"  # "base" (trained with the model) or "finetune"
+    file: str | None = None
+    sha256: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "artist": self.artist, "row": self.row, "source": self.source}
+        if self.file:
+            out.update(file=self.file, sha256=self.sha256)
+        if self.info:
+            out["info"] = self.info
+        return out
+
+
+@dataclass
+class Bundle:
+    model: JazzTransformer
+    styles: list[Style]
+    manifest: dict
+    path: Path | None = None
+
+    @property
+    def default_style(self) -> str:
+        return self.manifest.get("default_style", self.styles[0].name)
+
+    def style(self, name: str) -> Style:
+        for style in self.styles:
+            if style.name == name:
+                return style
+        raise KeyError(f"no style {name!r}; this model has: {', '.join(s.name for s in self.styles)}")
+
+    def style_weights(self, blend: dict[str, float]) -> torch.Tensor:
+        """{'mehldau': 0.7, 'tatum': 0.3} → (1, n_styles) weights summing to 1."""
+        weights = torch.zeros(1, self.model.config.n_styles)
+        total = sum(max(0.0, w) for w in blend.values())
+        if total <= 0:
+            raise ValueError("a style blend needs at least one positive weight")
+        for name, w in blend.items():
+            weights[0, self.style(name).row] += max(0.0, w) / total
+        return weights
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_json_atomically(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_torch_atomically(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    os.close(fd)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_bundle(folder: Path, model: JazzTransformer, styles: list[Style], default_style: str,
+                training: dict | None = None, extra: dict | None = None) -> Path:
+    """Write weights then manifest (the manifest last, so a half-written folder never loads)."""
+    folder = Path(folder)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch_atomically(state, folder / WEIGHTS)
+    manifest = {
+        "format": FORMAT, "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "parameters": model.parameter_count(),
+        "default_style": default_style,
+        "styles": [s.to_dict() for s in styles],
+        "weights": {"file": WEIGHTS, "sha256": sha256_of(folder / WEIGHTS)},
+        "training": training or {},
+    }
+    manifest.update(extra or {})
+    write_json_atomically(folder / MANIFEST, manifest)
+    return folder / MANIFEST
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no model manifest here") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: manifest version {manifest.get('version')} (this build reads {FORMAT_VERSION})")
+    return manifest
+
+
+def _checked_load(folder: Path, entry: dict, what: str):
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise ModelFileError(f"{path}: {what} file missing")
+    if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+        raise ModelFileError(f"{path}: {what} file is corrupt (sha256 does not match the manifest)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        raise ModelFileError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc})") from None
+
+
+def load_bundle(folder: Path | str) -> Bundle:
+    """The model (eval mode, CPU) with its styles, fine-tuned ones placed in their rows."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    try:
+        config = ModelConfig.from_dict(manifest["config"])
+        styles = [Style(**{k: v for k, v in s.items()}) for s in manifest["styles"]]
+        weights_entry = manifest["weights"]
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{folder / MANIFEST}: incomplete manifest ({exc})") from None
+    model = JazzTransformer(config)
+    state = _checked_load(folder, weights_entry, "weights")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelFileError(f"{folder / WEIGHTS}: weights do not fit the manifest's config ({exc})") from None
+    with torch.no_grad():
+        for style in styles:
+            if style.file:
+                added = _checked_load(folder, {"file": style.file, "sha256": style.sha256}, f"style {style.name}")
+                model.style_table[style.row] = added["embedding"]
+    model.eval()
+    return Bundle(model=model, styles=styles, manifest=manifest, path=folder)
