@@ -1,17 +1,21 @@
-"""`sideman-train` command line. Each subcommand lives in its own module and registers here."""
+"""`sideman-train` command line. Each subcommand lives in its own module and registers here
+(each module has `add_commands(subparsers)`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# In the order a new style goes through them: tables, corpus cache, training, evaluation, export.
+COMMAND_MODULES = ("markov_build", "prepare", "fit", "finetune", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sideman-train", description="Sideman's off-device training pipeline.")
     commands = parser.add_subparsers(dest="command", required=True)
-    from sideman_train import markov_build
-
-    markov_build.add_commands(commands)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"sideman_train.{name}").add_commands(commands)
     return parser
 
 

@@ -1,0 +1,332 @@
+"""`sideman-train eval`: how well a model knows a folder of MIDI files, next to the Markov baseline,
+and how its playing compares with real pianists.
+
+    sideman-train eval --model models/transformer --data ../shared/data/pijama --artist "Brad Mehldau" \
+        --split val --style mehldau --all-styles --partner tatum --json
+
+1. NLL, bits/event. Every event of every performance, all of them the AI's (solo mode), in sliding
+   windows of the model's context (each event scored once, with at least half a context before it).
+   Scored once per style conditioning (--style, or every style with --all-styles). The Markov
+   baseline scores the very same events (the shared codec: same time, duration and velocity bins),
+   so the bits compare. Files that cannot be read are skipped with a message.
+2. Musical metrics (--partner STYLE): continuations of prompts drawn from this folder and from the
+   partner's files, for blends from 100 % --style to 100 % partner; their pitch-class, IOI,
+   velocity, polyphony and register histograms against both real sets (overlap areas, 1 = same);
+   and harmonic coherence: the model comping under real right-hand lines, the share of its onsets
+   in the human's chord/scale, next to the same share for the real left hands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sideman.midi_files import MidiFileError, read_performance
+from sideman.model.bundle import Bundle, ModelFileError, load_bundle
+from sideman.model.events import PEDAL_DOWN, PEDAL_UP, Event, Note, Pedal, encode
+from sideman.model.generate import accompany, continue_events
+from sideman.model.markov import MarkovError, MarkovModel, load_style, style_path
+from sideman_train.batches import performance_windows, stack, to_torch
+from sideman_train.corpus import tempo_track
+from sideman_train.markov_build import MIDI_SUFFIXES
+from sideman_train.metrics import (compare_profiles, coherence_counts, profile_of_many, split_real)
+
+LN2 = float(np.log(2.0))
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("eval", help="NLL (vs the Markov baseline) and musical metrics on any MIDI folder")
+    p.add_argument("--model", required=True, type=Path, help="model folder (manifest.json)")
+    p.add_argument("--data", required=True, type=Path, help="folder of MIDI files, or PiJAMA (with --artist/--split)")
+    p.add_argument("--artist", help="PiJAMA: only this pianist")
+    p.add_argument("--split", help="PiJAMA: only this split (train/val)")
+    p.add_argument("--style", help="style conditioning (default: the model's default style)")
+    p.add_argument("--all-styles", action="store_true", help="also score with every other style of the model")
+    p.add_argument("--markov", help="Markov baseline: a style name in models/markov or a .npz (default: --style, else mehldau)")
+    p.add_argument("--partner", help="blend partner style for the musical metrics (e.g. tatum)")
+    p.add_argument("--partner-data", type=Path, help="the partner's real files (default: PiJAMA val of that pianist)")
+    p.add_argument("--prompts", type=int, default=12, help="prompts per real set for continuations")
+    p.add_argument("--length", type=int, default=160, help="events generated per continuation")
+    p.add_argument("--limit", type=int, help="at most this many files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=Path, help="also write sample duets (MIDI + piano-roll PNG) here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", type=Path, help="also write the JSON report here")
+    p.set_defaults(run=run)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading any folder
+
+
+def list_files(data: Path, artist: str | None = None, split: str | None = None) -> list[tuple[str, Path]]:
+    """(label, path) of the performances asked for: PiJAMA rows (pijama.csv) or every MIDI file."""
+    table = data / "pijama.csv"
+    if table.is_file():
+        import csv
+        with open(table, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f)
+                    if (artist is None or r["artist"] == artist) and (split is None or r["split"] == split)]
+        return [(r["midi_path"], data / r["midi_path"]) for r in rows]
+    if artist or split:
+        raise SystemExit(f"sideman-train eval: --artist/--split need a PiJAMA folder (no pijama.csv in {data})")
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    return [(str(p.relative_to(data)), p) for p in files]
+
+
+def read_all(files, limit=None, say=print) -> list[tuple[str, list[Event]]]:
+    out = []
+    for label, path in files[:limit] if limit else files:
+        try:
+            events = read_performance(path)
+        except MidiFileError as exc:
+            say(f"skipped: {exc}")
+            continue
+        if not events:
+            say(f"skipped: {label}: no notes")
+            continue
+        out.append((label, events))
+    return out
+
+
+def event_arrays(events: list[Event]) -> dict[str, np.ndarray]:
+    """The cache's per-event arrays for a performance read with the mido reader."""
+    onset = np.array([e.onset_s for e in events], dtype=np.float64)
+    pitch = np.array([(PEDAL_DOWN if e.down else PEDAL_UP) if isinstance(e, Pedal) else e.pitch for e in events],
+                     dtype=np.int16)
+    duration = np.array([e.duration_s if isinstance(e, Note) else 0.0 for e in events], dtype=np.float32)
+    velocity = np.array([e.velocity if isinstance(e, Note) else 0 for e in events], dtype=np.uint8)
+    return {"onset_s": onset, "pitch": pitch, "duration_s": duration, "velocity": velocity,
+            "bpm": tempo_track(onset, pitch, velocity)}
+
+
+# ---------------------------------------------------------------------------------------------
+# NLL
+
+
+@torch.no_grad()
+def transformer_bits(bundle: Bundle, performances: list[dict], style_weights: torch.Tensor,
+                     batch_size: int = 16) -> tuple[float, int]:
+    """Total bits and events over performances (each a dict of event arrays)."""
+    model = bundle.model
+    length = model.config.context
+    examples = [ex for arrays in performances for ex in performance_windows(arrays, length)]
+    bits, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        batch = to_torch(stack(examples[i:i + batch_size], length), "cpu", model.config.n_styles)
+        batch["style_weights"] = style_weights.expand(batch["time"].shape[0], -1)
+        nats = model.event_nats(batch)
+        mask = batch["loss_mask"]
+        bits += float(nats[mask].sum()) / LN2
+        count += int(mask.sum())
+    return bits, count
+
+
+def markov_bits(markov: MarkovModel, performances: list[list[Event]]) -> tuple[float, int]:
+    bits, count = 0.0, 0
+    for events in performances:
+        encoded = encode(events)
+        bits += float(markov.log2_probs(encoded).sum())
+        count += len(encoded)
+    return bits, count
+
+
+def load_markov(name: str) -> MarkovModel:
+    path = Path(name)
+    if path.suffix == ".npz":
+        return MarkovModel.load(path)
+    return load_style(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Musical metrics
+
+
+def prompts_from(performances: list[list[Event]], n: int, rng: np.random.Generator, length: int = 48) -> list[list[Event]]:
+    """n excerpts of `length` events from random places, times moved to start at 0."""
+    usable = [p for p in performances if len(p) > length + 1]
+    out = []
+    for _ in range(n if usable else 0):
+        events = usable[int(rng.integers(len(usable)))]
+        start = int(rng.integers(0, len(events) - length))
+        excerpt = events[start:start + length]
+        t0 = excerpt[0].onset_s
+        out.append([_shift(e, -t0) for e in excerpt])
+    return out
+
+
+def _shift(e: Event, dt: float) -> Event:
+    from dataclasses import replace
+    return replace(e, onset_s=e.onset_s + dt)
+
+
+def blend_metrics(bundle: Bundle, style: str, partner: str, real: list[list[Event]], partner_real: list[list[Event]],
+                  n_prompts: int, length: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    prompts = prompts_from(real, n_prompts, rng) + prompts_from(partner_real, n_prompts, rng)
+    real_profile, partner_profile = profile_of_many(real), profile_of_many(partner_real)
+    rows = []
+    for share in (1.0, 0.75, 0.5, 0.25, 0.0):
+        weights = bundle.style_weights({style: share, partner: 1.0 - share})
+        generated = [continue_events(bundle.model, prompt, length, weights, "solo", seed=seed + i)
+                     for i, prompt in enumerate(prompts)]
+        profile = profile_of_many(generated)
+        rows.append({"style_share": share,
+                     "vs_style": compare_profiles(profile, real_profile),
+                     "vs_partner": compare_profiles(profile, partner_profile)})
+    style_means = [r["vs_style"]["mean"] for r in rows]
+    partner_means = [r["vs_partner"]["mean"] for r in rows]
+    return {"style": style, "partner": partner, "prompts": len(prompts), "events_per_continuation": length,
+            "blends": rows,
+            "closer_to_style_at_full_style": style_means[0] > partner_means[0],
+            "monotonic_towards_partner": bool(all(a >= b for a, b in zip(style_means, style_means[1:]))
+                                              and all(a <= b for a, b in zip(partner_means, partner_means[1:])))}
+
+
+def coherence_metrics(bundle: Bundle, style: str, real: list[list[Event]], n_prompts: int, seed: int,
+                      excerpt_events: int = 160) -> dict:
+    """The model comps (mode "comp") under real right hands (notes ≥ 60); share of its onsets in the
+    human's chord/scale, next to the real left hands' share on the same excerpts."""
+    rng = np.random.default_rng(seed + 1)
+    weights = bundle.style_weights({style: 1.0})
+    model_in = model_n = real_in = real_n = 0
+    for i, excerpt in enumerate(prompts_from(real, n_prompts, rng, excerpt_events)):
+        duet = split_real(excerpt)
+        human = [e for e in duet if e.voice == 0 and isinstance(e, Note)]
+        ai = accompany(bundle.model, human, weights, "comp", seed=seed + i)
+        inside, counted = coherence_counts(human + ai)
+        model_in, model_n = model_in + inside, model_n + counted
+        inside, counted = coherence_counts(duet)
+        real_in, real_n = real_in + inside, real_n + counted
+    return {"model": model_in / model_n if model_n else None, "real": real_in / real_n if real_n else None,
+            "model_onsets": model_n, "real_onsets": real_n}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample duets: the human part is written here in code (a ii-V-I line and a melody over it), so
+# no corpus material ends up in the files.
+
+
+def _ii_v_i_line(start_s: float = 0.0, beat_s: float = 0.45) -> list[Note]:
+    """A bebop-ish eighth-note line over Dm7 | G7 | Cmaj7 with a held last note."""
+    pitches = [62, 65, 69, 72, 71, 69, 67, 65, 64, 67, 71, 74, 73, 71, 70, 67, 64]
+    notes = [Note(start_s + i * beat_s / 2, p, 84 - 6 * (i % 2), beat_s * 0.45) for i, p in enumerate(pitches)]
+    notes[-1] = Note(notes[-1].onset_s, 64, 80, beat_s * 2)
+    return notes
+
+
+def _melody(start_s: float = 0.0, beat_s: float = 0.5) -> list[Note]:
+    """A slow melody in the right hand (for the comping sample)."""
+    tune = [(72, 2), (71, 1), (69, 1), (67, 3), (65, 1), (64, 2), (62, 2), (60, 4)]
+    out, t = [], start_s
+    for pitch, beats in tune:
+        out.append(Note(t, pitch, 78, beats * beat_s * 0.9))
+        t += beats * beat_s
+    return out
+
+
+def write_samples(bundle: Bundle, style: str, folder: Path, seed: int = 0) -> list[Path]:
+    """Three duets: call and response, comping under a melody, and a solo continuation."""
+    from dataclasses import replace
+    from sideman.play.duet_files import write_duet_midi, write_piano_roll
+    weights = bundle.style_weights({style: 1.0})
+    call = _ii_v_i_line()
+    written = []
+    answer = continue_events(bundle.model, call, 48, weights, "answer", seed=seed)
+    answer = [replace(e, onset_s=e.onset_s + 0.45) for e in answer]  # answers start on the next beat
+    melody = _melody()
+    comp = accompany(bundle.model, melody, weights, "comp", seed=seed, tail_events=8)
+    solo = continue_events(bundle.model, [replace(n, voice=1) for n in call], 64, weights, "solo", seed=seed)
+    for name, human, ai in (("call-response", call, answer), ("comping", melody, comp), ("continuation", call, solo)):
+        notes = [e for e in ai if isinstance(e, Note)]
+        base = folder / f"{style}-{name}"
+        write_duet_midi(base.with_suffix(".mid"), human, notes)
+        write_piano_roll(base.with_suffix(".png"), human, notes, title=f"{style}: {name} (blue: human, orange: model)")
+        written += [base.with_suffix(".mid"), base.with_suffix(".png")]
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run(args) -> int:
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    started = time.perf_counter()
+    try:
+        bundle = load_bundle(args.model)
+    except ModelFileError as exc:
+        print(f"sideman-train eval: {exc}", file=sys.stderr)
+        return 2
+    style = args.style or bundle.default_style
+    try:
+        bundle.style(style)
+    except KeyError as exc:
+        print(f"sideman-train eval: {exc.args[0]}", file=sys.stderr)
+        return 2
+    performances = read_all(list_files(args.data, args.artist, args.split), args.limit, say)
+    if not performances:
+        print(f"sideman-train eval: no readable MIDI files in {args.data}", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
+    arrays = [event_arrays(events) for _, events in performances]
+    n_events = sum(a["pitch"].size for a in arrays)
+    say(f"{len(performances)} performances, {n_events} events")
+
+    styles = [s.name for s in bundle.styles] if args.all_styles else [style]
+    if style in styles:
+        styles.remove(style)
+    styles.insert(0, style)
+    nll = {}
+    for name in styles:
+        bits, count = transformer_bits(bundle, arrays, bundle.style_weights({name: 1.0}))
+        nll[name] = bits / count
+        say(f"  {name:>14}: {nll[name]:.3f} bits/event")
+    markov_name = args.markov or (style if style_path(style).is_file() else "mehldau")
+    try:
+        markov = load_markov(markov_name)
+        m_bits, m_count = markov_bits(markov, [events for _, events in performances])
+        markov_report = {"table": markov_name, "bits_per_event": m_bits / m_count, "events": m_count}
+    except (MarkovError, OSError) as exc:
+        markov_report = {"table": markov_name, "error": str(exc)}
+    report = {
+        "model": str(args.model), "data": str(args.data), "artist": args.artist, "split": args.split,
+        "files": len(performances), "events": n_events, "style": style,
+        "bits_per_event": nll[style],
+        "markov": markov_report,
+        "ratio_to_markov": nll[style] / markov_report["bits_per_event"] if "bits_per_event" in markov_report else None,
+        "by_style": dict(sorted(nll.items(), key=lambda item: item[1])),
+    }
+    if len(nll) > 1:
+        others = {k: v for k, v in nll.items() if k != style}
+        best_other = min(others, key=others.get)
+        report["best_other_style"] = {"style": best_other, "bits_per_event": others[best_other]}
+        report["style_is_best"] = nll[style] < others[best_other]
+    real = [events for _, events in performances]
+    if args.partner:
+        partner = bundle.style(args.partner)
+        partner_files = (list_files(args.partner_data) if args.partner_data
+                         else list_files(args.data, partner.artist, args.split or "val"))
+        partner_real = [events for _, events in read_all(partner_files, args.limit, say)]
+        say(f"continuations: {style} ↔ {args.partner} blends …")
+        report["blend"] = blend_metrics(bundle, style, args.partner, real, partner_real,
+                                        args.prompts, args.length, args.seed)
+    say("harmonic coherence (comping under real right hands) …")
+    report["harmonic_coherence"] = coherence_metrics(bundle, style, real, args.prompts, args.seed)
+    if args.samples:
+        report["samples"] = [str(p) for p in write_samples(bundle, style, args.samples, args.seed)]
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        say(f"{style}: {report['bits_per_event']:.3f} bits/event; Markov ({markov_name}): "
+            f"{markov_report.get('bits_per_event', float('nan')):.3f}")
+    return 0

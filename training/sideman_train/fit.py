@@ -1,0 +1,230 @@
+"""`sideman-train fit`: train the jazz-piano transformer from a config file.
+
+    sideman-train fit --config training/configs/pijama-cpu.toml --pijama ../shared/data/pijama \
+                      --out models/transformer
+
+One script for every machine: CPU here, CUDA with bf16 autocast when a GPU is present, and the
+same file under `torchrun --nproc_per_node N -m sideman_train.cli fit …` for several GPUs (each rank
+draws its own windows; rank 0 validates and writes). The corpus cache is built first when missing
+(`sideman-train prepare`). Checkpoints are written every validation, so `--resume` carries on after
+an interruption; the loss curve is kept as CSV and PNG beside them. At the end the best checkpoint
+on the validation split becomes a model bundle (manifest + weights) in --out.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sideman.model.bundle import save_bundle, save_torch_atomically, write_json_atomically
+from sideman.model.conditioning import MODEL_MODES
+from sideman.model.transformer import JazzTransformer, ModelConfig
+from sideman_train.training_data import ensure_cache, training_data
+from sideman_train.config import load_config
+from sideman_train.batches import to_torch, validation_batches
+
+LN2 = math.log(2.0)
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("fit", help="train the transformer (CPU, CUDA, or torchrun DDP)")
+    p.add_argument("--config", required=True, type=Path, help="TOML config (see training/configs/)")
+    p.add_argument("--cache", type=Path, help="corpus cache from `prepare` (default: the config's data.cache)")
+    p.add_argument("--pijama", type=Path, help="PiJAMA folder: prepare the cache from it when it is missing")
+    p.add_argument("--run-dir", type=Path, help="checkpoints and loss curves (default: runs/<config name>)")
+    p.add_argument("--out", type=Path, help="write the best model bundle here at the end (e.g. models/transformer)")
+    p.add_argument("--resume", action="store_true", help="carry on from the run dir's last checkpoint")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--max-minutes", type=float, help="stop (and keep the best checkpoint) after this long")
+    p.add_argument("--steps", type=int, help="override the config's train.steps")
+    p.set_defaults(run=run)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def learning_rate(step: int, cfg: dict, time_share: float = 0.0) -> float:
+    """Linear warm-up, then cosine down to 10 % of the peak. With a time budget (--max-minutes) the
+    cosine follows whichever runs out first, steps or time, so a slower machine still anneals."""
+    peak, warmup, total = cfg["lr"], cfg["warmup_steps"], cfg["steps"]
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_share))
+    return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def masked_bits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of bits over the AI events of the batch (human events are context only) and their count."""
+    nats = model.event_nats(batch)
+    mask = batch["loss_mask"].float()
+    return (nats * mask).sum() / LN2, mask.sum()
+
+
+@torch.no_grad()
+def validate(model, batches: list[dict], device, autocast) -> float:
+    model.eval()
+    bits, count = 0.0, 0.0
+    for batch in batches:
+        with autocast():
+            b, n = masked_bits(model, to_torch(batch, device))
+        bits += float(b)
+        count += float(n)
+    model.train()
+    return bits / max(count, 1.0)
+
+
+def run(args) -> int:
+    config = load_config(args.config)
+    if args.steps:
+        config["train"]["steps"] = args.steps
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    device = pick_device(args.device)
+    if distributed:
+        import torch.distributed as dist
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    say = print if is_main else (lambda *a, **k: None)
+
+    cache = ensure_cache(args.cache or Path(config["data"]["cache"]), args.pijama, say=say)
+    run_dir = args.run_dir or Path("runs") / args.config.stem
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    seed = int(config["train"]["seed"]) + rank
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    data = training_data(cache, config, rng)
+    to_torch.n_styles = data.n_style_rows
+    say(f"styles: {len(data.styles)} rows ({', '.join(s.name for s in data.styles[:8])}, …); "
+        f"train {data.train_events:,} events in {data.train_performances} performances")
+    model_config = ModelConfig.from_dict({**config["model"], "context": config["data"]["context"],
+                                          "n_styles": data.n_style_rows, "n_modes": len(MODEL_MODES)})
+    model = JazzTransformer(model_config).to(device)
+    say(f"model: {model.parameter_count() / 1e6:.2f} M parameters on {device}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["train"]["lr"],
+                                  weight_decay=config["train"]["weight_decay"], betas=(0.9, 0.98))
+    use_amp = device.type == "cuda" and config["train"].get("amp", True)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else torch.autocast("cpu", enabled=False)
+
+    start_step, best_val, history = 0, float("inf"), []
+    checkpoint_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
+    if args.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, best_val, history = state["step"], state["best_val"], state["history"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        say(f"resumed at step {start_step} (best val {best_val:.3f} bits/event)")
+    trained = model
+    if distributed:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    val_sets = {name: validation_batches(split, data, config) for name, split in data.validation.items()}
+    sampler = data.sampler(rng)
+    train_cfg = config["train"]
+    steps, batch_size = train_cfg["steps"], config["data"]["batch_size"]
+    eval_every = train_cfg["eval_every"]
+    budget_start = time.monotonic()
+    deadline = budget_start + 60 * args.max_minutes if args.max_minutes else None
+    began = time.monotonic() - (history[-1]["elapsed_s"] if history else 0.0)
+    csv_path = run_dir / "loss.csv"
+    window_bits, window_count = 0.0, 0.0
+
+    from tqdm import tqdm
+    bar = tqdm(range(start_step, steps), initial=start_step, total=steps, disable=not is_main,
+               desc="fit", unit="step", dynamic_ncols=True)
+    step = start_step
+    for step in bar:
+        time_share = 0.0
+        if deadline is not None:
+            time_share = (time.monotonic() - budget_start) / (deadline - budget_start)
+        lr = learning_rate(step, train_cfg, time_share)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = to_torch(sampler.batch(batch_size), device)
+        with autocast():
+            bits, count = masked_bits(trained, batch)
+            loss = bits / count.clamp(min=1.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
+        optimizer.step()
+        window_bits += float(bits.detach())
+        window_count += float(count)
+        last = step + 1 == steps or (deadline is not None and time.monotonic() > deadline)
+        if is_main and ((step + 1) % eval_every == 0 or last):
+            row = {"step": step + 1, "train_bits": window_bits / max(window_count, 1.0),
+                   "lr": lr, "elapsed_s": time.monotonic() - began}
+            window_bits, window_count = 0.0, 0.0
+            for name, batches in val_sets.items():
+                row[f"val_{name}_bits"] = validate(model, batches, device, autocast)
+            row["val_bits"] = row[f"val_{data.selection_split}_bits"]
+            history.append(row)
+            _write_history(csv_path, history)
+            improved = row["val_bits"] < best_val
+            if improved:
+                best_val = row["val_bits"]
+                save_torch_atomically({"model": model.state_dict(), "step": step + 1, "row": row}, best_path)
+            save_torch_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                   "step": step + 1, "best_val": best_val, "history": history,
+                                   "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+                                  checkpoint_path)
+            bar.set_postfix(train=f"{row['train_bits']:.2f}", val=f"{row['val_bits']:.2f}", best=f"{best_val:.2f}")
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if last:
+            break
+    bar.close()
+    if is_main:
+        from sideman_train.plots import loss_curve_png
+        loss_curve_png(csv_path, run_dir / "loss.png", title=f"{args.config.stem}: bits/event")
+        summary = {"config": str(args.config), "steps_done": step + 1, "best_val_bits": best_val,
+                   "history_tail": history[-3:], "device": str(device),
+                   "torch": torch.__version__, "threads": torch.get_num_threads(),
+                   "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        write_json_atomically(run_dir / "summary.json", summary)
+        if args.out:
+            best = torch.load(best_path, map_location="cpu", weights_only=False)
+            model.load_state_dict(best["model"])
+            training = {**summary, "best_step": best["step"], "best_row": best["row"],
+                        "train_events": data.train_events, "train_performances": data.train_performances,
+                        "wall_time_s": history[-1]["elapsed_s"] if history else 0.0,
+                        "data": config["data"], "train": train_cfg}
+            save_bundle(args.out, model.cpu(), data.styles, default_style=config["data"]["default_style"],
+                        training=training)
+            say(f"wrote {args.out}/manifest.json (best val {best_val:.3f} bits/event at step {best['step']})")
+    if distributed:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    return 0
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    columns = ["step", "train_bits", "val_bits", "lr", "elapsed_s"]
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
