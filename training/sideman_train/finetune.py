@@ -143,7 +143,7 @@ def run(args) -> int:
         optimizer.step()
         if (step + 1) % 50 == 0 or step + 1 == args.steps:
             bits = held_out_bits(net, held_examples, one_hot)
-            tqdm.write(f"step {step + 1}: train {float(loss):.3f}, held out {bits:.3f} bits/event")
+            tqdm.write(f"step {step + 1}: train {float(loss.detach()):.3f}, held out {bits:.3f} bits/event")
             if bits < best_bits:
                 best_bits, best_step = bits, step + 1
                 best_state = {"embedding": net.style_table[row].detach().clone()}

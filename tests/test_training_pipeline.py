@@ -1,0 +1,180 @@
+"""sideman-train end to end on a tiny PiJAMA-shaped corpus written here: prepare → fit (and resume)
+→ eval → finetune → export. Two invented pianists with opposite habits (one plays high diatonic
+lines, one low chromatic clusters), so the style input has something real to learn; a third is
+held out of the base model and learned later by finetune."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import torch
+
+from sideman.model.bundle import load_bundle
+from sideman_train import cli
+
+torch.set_num_threads(1)
+
+PIANISTS = {
+    "Ann Alpha": dict(low=72, high=96, scale=(0, 2, 4, 5, 7, 9, 11), step_ticks=120, velocity=(90, 110)),
+    "Bob Beta": dict(low=36, high=60, scale=tuple(range(12)), step_ticks=360, velocity=(30, 50)),
+    "Cy Gamma": dict(low=54, high=78, scale=(0, 3, 5, 6, 7, 10), step_ticks=240, velocity=(60, 80)),
+}
+
+
+def pianist_file(path: Path, habits: dict, seed: int, n: int = 160) -> None:
+    rng = np.random.default_rng(seed)
+    pitches = [p for p in range(habits["low"], habits["high"] + 1) if p % 12 in habits["scale"]]
+    track = mido.MidiTrack()
+    track.append(mido.Message("control_change", control=64, value=127, time=0))
+    i = int(rng.integers(len(pitches)))
+    for k in range(n):
+        i = int(np.clip(i + rng.choice([-2, -1, 1, 2]), 0, len(pitches) - 1))
+        track.append(mido.Message("note_on", note=pitches[i], velocity=int(rng.integers(*habits["velocity"])), time=0))
+        track.append(mido.Message("note_off", note=pitches[i], time=habits["step_ticks"]))
+        if k % 16 == 15:
+            track.append(mido.Message("control_change", control=64, value=0, time=0))
+            track.append(mido.Message("control_change", control=64, value=127, time=10))
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.save(str(path))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """PiJAMA layout: pijama.csv + midi/…; 8 train and 2 val performances per pianist (odd names)."""
+    root = tmp_path_factory.mktemp("pijama")
+    rows = []
+    for a, (artist, habits) in enumerate(PIANISTS.items()):
+        for k in range(10):
+            relative = f"midi/studio/{artist}/Album ’{a}/Take {k} - Live é.midi"
+            pianist_file(root / relative, habits, seed=100 * a + k)
+            rows.append({"id": len(rows), "artist": artist, "album": f"Album {a}", "title": f"Take {k}",
+                         "recording_condition": "studio", "midi_path": relative, "duration_sec": 60,
+                         "split": "val" if k >= 8 else "train"})
+    with open(root / "pijama.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+CONFIG = """
+[data]
+context = 32
+batch_size = 8
+min_files_per_style = 2
+spare_styles = 2
+exclude_artists = ["Cy Gamma"]
+style_dropout = 0.0
+default_style = "alpha"
+val_windows = 8
+val_focus_artist = "Ann Alpha"
+[model]
+d_model = 32
+n_layers = 2
+n_heads = 2
+d_ff = 64
+head_hidden = 32
+dropout = 0.0
+[train]
+steps = {steps}
+lr = 5e-3
+warmup_steps = 5
+eval_every = 20
+"""
+
+
+def sideman_train(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("run")
+    config = work / "tiny.toml"
+    config.write_text(CONFIG.format(steps=120))
+    assert sideman_train("fit", "--config", config, "--pijama", corpus, "--cache", work / "cache",
+                         "--run-dir", work / "run", "--out", work / "model", "--steps", 60) == 0
+    return {"work": work, "config": config, "model": work / "model", "run": work / "run", "cache": work / "cache"}
+
+
+def test_fit_prepares_the_cache_trains_and_writes_a_model_folder(trained):
+    run, model = trained["run"], trained["model"]
+    assert (trained["cache"] / "index.json").is_file()  # built by fit from --pijama
+    rows = list(csv.DictReader(open(run / "loss.csv")))
+    assert [int(r["step"]) for r in rows] == [20, 40, 60]
+    assert float(rows[-1]["train_bits"]) < float(rows[0]["train_bits"])  # it learns
+    assert (run / "loss.png").stat().st_size > 1000
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["styles"]] == ["others", "alpha", "beta"]
+    assert manifest["config"]["n_styles"] == 5       # 3 styles + 2 spare rows
+    assert manifest["training"]["best_step"] in (20, 40, 60)
+    bundle = load_bundle(model)
+    assert bundle.default_style == "alpha"
+
+
+def test_fit_resumes_where_it_stopped(trained):
+    assert sideman_train("fit", "--config", trained["config"], "--cache", trained["cache"],
+                         "--run-dir", trained["run"], "--resume", "--steps", 80) == 0
+    rows = list(csv.DictReader(open(trained["run"] / "loss.csv")))
+    assert [int(r["step"]) for r in rows] == [20, 40, 60, 80]
+
+
+def eval_report(capsys, model, corpus, artist, style, *extra) -> dict:
+    capsys.readouterr()
+    assert sideman_train("eval", "--model", model, "--data", corpus, "--artist", artist, "--split", "val",
+                         "--style", style, "--all-styles", "--json", *extra) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_scores_each_style_next_to_the_markov_baseline(trained, corpus, capsys, tmp_path):
+    from music_fixtures import fixture_markov
+    markov = tmp_path / "fixture.npz"
+    fixture_markov().save(markov)
+    report = eval_report(capsys, trained["model"], corpus, "Ann Alpha", "alpha", "--markov", markov,
+                         "--prompts", 2, "--length", 12, "--partner", "beta", "--samples", tmp_path / "samples")
+    assert report["files"] == 2 and report["events"] > 300
+    assert set(report["by_style"]) == {"others", "alpha", "beta"}
+    # The style input is real: Ann's own style explains her playing better than Bob's.
+    assert report["by_style"]["alpha"] < report["by_style"]["beta"]
+    assert report["markov"]["bits_per_event"] > 0 and report["ratio_to_markov"] > 0
+    assert len(report["blend"]["blends"]) == 5
+    assert {"model", "real"} <= set(report["harmonic_coherence"])  # (Ann never plays below C4: no real left hand)
+    assert sorted(p.suffix for p in (tmp_path / "samples").iterdir()) == [".mid"] * 3 + [".png"] * 3
+
+
+def test_eval_skips_broken_files_and_reads_folders_it_has_never_seen(trained, corpus, tmp_path, capsys):
+    folder = tmp_path / "unseen"
+    pianist_file(folder / "one.mid", PIANISTS["Ann Alpha"], seed=7, n=60)
+    (folder / "broken.mid").write_bytes(b"MThd\x00\x00garbage")
+    capsys.readouterr()
+    assert sideman_train("eval", "--model", trained["model"], "--data", folder, "--json", "--prompts", 1) == 0
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "broken.mid" in captured.err
+    assert json.loads(captured.out)["files"] == 1
+
+
+def test_finetune_learns_a_pianist_the_base_never_heard(trained, corpus, capsys):
+    model = trained["model"]
+    before = eval_report(capsys, model, corpus, "Cy Gamma", "alpha", "--prompts", 1, "--length", 8)
+    assert sideman_train("finetune", "--model", model, "--pijama", corpus, "--artist", "Cy Gamma",
+                         "--split", "train", "--name", "gamma", "--steps", 60, "--lr", 0.05) == 0
+    bundle = load_bundle(model)
+    assert bundle.style("gamma").source == "finetune"        # on the style knob now
+    after = eval_report(capsys, model, corpus, "Cy Gamma", "gamma", "--prompts", 1, "--length", 8)
+    best_base = min(v for k, v in before["by_style"].items())
+    assert after["bits_per_event"] < best_base
+
+
+def test_export_of_the_trained_model_passes_parity(trained, capsys):
+    assert sideman_train("export", "--model", trained["model"], "--json") == 0
+    from sideman_train.export import verify_graphs
+    assert verify_graphs(trained["model"]) == []
+    names = [g["name"] for g in json.loads((trained["model"] / "manifest.json").read_text())["graphs"]]
+    assert "step" in names and "init" in names
