@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup run test test-all bench bench-reaction eval-listen train-markov fuzz-din clean image screens
+.PHONY: setup setup-train run test test-all bench bench-reaction eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Training extras on top (peft for LoRA fine-tuning).
+TRAIN_STAMP := $(VENV)/.installed-train
+$(TRAIN_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[train,test]'
+	touch $(TRAIN_STAMP)
+
+setup-train: $(TRAIN_STAMP)
 
 ## The box on its default voice; virtual ports when no MIDI hardware is found. Extra flags: make run ARGS="--mode ..."
 run: setup
@@ -46,6 +54,29 @@ eval-listen: setup
 train-markov: setup
 	$(VENV)/bin/sideman-train markov --pijama $(DATA)/pijama --pianist "Brad Mehldau" --split train --name mehldau --out models/markov/
 	$(VENV)/bin/sideman-train markov --pijama $(DATA)/pijama --pianist "Art Tatum" --split train --name tatum --out models/markov/
+
+## The shipped transformer (models/transformer): PiJAMA train split, selected on val, a 2-core CPU
+## session (~100 min). Builds the corpus cache (cache/pijama) first when it is missing.
+MODEL ?= models/transformer
+train: setup-train
+	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu.toml --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 100 $(ARGS)
+
+## The same pipeline, full size, on a GPU machine (torchrun --nproc_per_node N -m sideman_train.cli fit ... for more GPUs).
+train-gpu: setup-train
+	$(VENV)/bin/sideman-train fit --config training/configs/pijama-gpu.toml --pijama $(DATA)/pijama --out $(MODEL) $(ARGS)
+
+## A style the base model never heard (Dave McKenna is left out of its training), from 50 of his files.
+finetune-mckenna: setup-train
+	$(VENV)/bin/sideman-train finetune --model $(MODEL) --pijama $(DATA)/pijama --artist "Dave McKenna" --split train --limit 50 --name mckenna $(ARGS)
+
+## The model card's figures: NLL per style vs the Markov baseline on Mehldau val, blend and harmony metrics, sample duets.
+eval-model: setup
+	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Brad Mehldau" --split val --style mehldau --all-styles --partner tatum --samples $(MODEL)/samples --out $(MODEL)/eval-mehldau-val.json $(ARGS)
+	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Dave McKenna" --split val --style mckenna --all-styles --out $(MODEL)/eval-mckenna-val.json $(ARGS)
+
+## ONNX graphs for the box's TensorRT build, with the parity check (see models/README.md).
+export: setup
+	$(VENV)/bin/sideman-train export --model $(MODEL) $(ARGS)
 
 ## The long DIN parser fuzz run (10^6 streams), documented in the README.
 fuzz-din: setup

@@ -178,3 +178,21 @@ def test_export_of_the_trained_model_passes_parity(trained, capsys):
     assert verify_graphs(trained["model"]) == []
     names = [g["name"] for g in json.loads((trained["model"] / "manifest.json").read_text())["graphs"]]
     assert "step" in names and "init" in names
+
+
+def test_the_same_script_runs_under_torchrun_with_two_processes(trained, tmp_path):
+    """DDP on the CPU (gloo): two ranks draw their own windows, rank 0 validates and writes."""
+    import os
+    import subprocess
+    import sys
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "sideman_train.cli",
+                             "fit", "--config", str(trained["config"]), "--cache", str(trained["cache"]),
+                             "--run-dir", str(tmp_path / "ddp"), "--out", str(tmp_path / "model"), "--steps", "20"],
+                            capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "ddp" / "loss.csv")))
+    assert [int(r["step"]) for r in rows] == [20]
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
+    assert load_bundle(tmp_path / "model").default_style == "alpha"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from sideman.model.bundle import save_bundle, save_torch_atomically, write_json_atomically
 from sideman.model.conditioning import MODEL_MODES
@@ -65,9 +66,22 @@ def learning_rate(step: int, cfg: dict, time_share: float = 0.0) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def masked_bits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of bits over the AI events of the batch (human events are context only) and their count."""
-    nats = model.event_nats(batch)
+class EventLoss(torch.nn.Module):
+    """The network's per-event loss as a module's forward(), so DistributedDataParallel (which only
+    hooks forward) synchronises its gradients."""
+
+    def __init__(self, model: JazzTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model.event_nats(batch)
+
+
+def masked_bits(scorer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of bits over the AI events of the batch (human events are context only) and their count.
+    scorer: a JazzTransformer, or an EventLoss (possibly wrapped in DDP)."""
+    nats = scorer.event_nats(batch) if isinstance(scorer, JazzTransformer) else scorer(batch)
     mask = batch["loss_mask"].float()
     return (nats * mask).sum() / LN2, mask.sum()
 
@@ -93,7 +107,6 @@ def run(args) -> int:
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(args.device)
     if distributed:
-        import torch.distributed as dist
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if device.type == "cuda":
             torch.cuda.set_device(local)
@@ -135,9 +148,9 @@ def run(args) -> int:
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         say(f"resumed at step {start_step} (best val {best_val:.3f} bits/event)")
-    trained = model
+    trained = EventLoss(model)
     if distributed:
-        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
 
     val_sets = {name: validation_batches(split, data, config) for name, split in data.validation.items()}
     sampler = data.sampler(rng)
@@ -158,6 +171,10 @@ def run(args) -> int:
         time_share = 0.0
         if deadline is not None:
             time_share = (time.monotonic() - budget_start) / (deadline - budget_start)
+        if distributed:  # every rank follows rank 0's clock: same learning rate, same last step
+            shared = torch.tensor([time_share], device=device)
+            dist.broadcast(shared, src=0)
+            time_share = float(shared)
         lr = learning_rate(step, train_cfg, time_share)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -171,7 +188,7 @@ def run(args) -> int:
         optimizer.step()
         window_bits += float(bits.detach())
         window_count += float(count)
-        last = step + 1 == steps or (deadline is not None and time.monotonic() > deadline)
+        last = step + 1 == steps or time_share >= 1.0
         if is_main and ((step + 1) % eval_every == 0 or last):
             row = {"step": step + 1, "train_bits": window_bits / max(window_count, 1.0),
                    "lr": lr, "elapsed_s": time.monotonic() - began}
@@ -213,7 +230,6 @@ def run(args) -> int:
                         training=training)
             say(f"wrote {args.out}/manifest.json (best val {best_val:.3f} bits/event at step {best['step']})")
     if distributed:
-        import torch.distributed as dist
         dist.destroy_process_group()
     return 0
 
