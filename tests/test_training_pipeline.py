@@ -196,3 +196,18 @@ def test_the_same_script_runs_under_torchrun_with_two_processes(trained, tmp_pat
     assert [int(r["step"]) for r in rows] == [20]
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
     assert load_bundle(tmp_path / "model").default_style == "alpha"
+
+
+def test_finetune_with_lora_adapters_writes_a_merged_model(trained, corpus, tmp_path):
+    pytest.importorskip("peft")  # the `train` extra; not needed by the rest of the suite
+    out = tmp_path / "lora-model"
+    assert sideman_train("finetune", "--model", trained["model"], "--pijama", corpus, "--artist", "Cy Gamma",
+                         "--split", "train", "--name", "gamma-lora", "--steps", 40, "--lr", 0.05,
+                         "--lora-rank", 4, "--out", out) == 0
+    bundle = load_bundle(out)
+    assert bundle.style("gamma-lora").source == "finetune"
+    assert not any("lora" in k for k in bundle.model.state_dict())   # merged into plain weights
+    base = load_bundle(trained["model"])
+    changed = [k for k, v in bundle.model.state_dict().items()
+               if k in base.model.state_dict() and not torch.equal(v, base.model.state_dict()[k])]
+    assert any("qkv" in k for k in changed)       # the adapters moved the attention weights

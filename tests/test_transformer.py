@@ -110,7 +110,7 @@ def test_loss_counts_only_the_ai_events():
     # ... whereas changing the pitch target of an AI event changes the loss.
     changed = {k: v.clone() for k, v in batch.items()}
     changed["pitch"][0, -1] = (changed["pitch"][0, -1] + 7) % 128
-    assert float(masked_bits(model, changed)[0]) != pytest.approx(float(bits))
+    assert float(masked_bits(model, changed)[0].detach()) != pytest.approx(float(bits.detach()))
     # And changing a human event's duration/velocity *targets* at the very end (no later events
     # read them) leaves the loss alone when that event is human.
     last_human = batch_of(events, voices[:-1] + [HUMAN])

@@ -28,7 +28,7 @@ import torch
 
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.bundle import Bundle, ModelFileError, load_bundle
-from sideman.model.events import PEDAL_DOWN, PEDAL_UP, Event, Note, Pedal, encode
+from sideman.model.events import AI, PEDAL_DOWN, PEDAL_UP, Event, Note, Pedal, encode
 from sideman.model.generate import accompany, continue_events
 from sideman.model.markov import MarkovError, MarkovModel, load_style, style_path
 from sideman_train.batches import performance_windows, stack, to_torch
@@ -54,6 +54,7 @@ def add_commands(commands) -> None:
     p.add_argument("--length", type=int, default=160, help="events generated per continuation")
     p.add_argument("--limit", type=int, help="at most this many files")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nll-only", action="store_true", help="skip the musical metrics (generation)")
     p.add_argument("--samples", type=Path, help="also write sample duets (MIDI + piano-roll PNG) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
@@ -110,12 +111,9 @@ def event_arrays(events: list[Event]) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def transformer_bits(bundle: Bundle, performances: list[dict], style_weights: torch.Tensor,
-                     batch_size: int = 16) -> tuple[float, int]:
-    """Total bits and events over performances (each a dict of event arrays)."""
-    model = bundle.model
+def examples_bits(model, examples: list[dict], style_weights: torch.Tensor, batch_size: int = 16) -> tuple[float, int]:
+    """Total bits over the scored (loss_mask) events of examples, and how many there were."""
     length = model.config.context
-    examples = [ex for arrays in performances for ex in performance_windows(arrays, length)]
     bits, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
         batch = to_torch(stack(examples[i:i + batch_size], length), "cpu", model.config.n_styles)
@@ -125,6 +123,13 @@ def transformer_bits(bundle: Bundle, performances: list[dict], style_weights: to
         bits += float(nats[mask].sum()) / LN2
         count += int(mask.sum())
     return bits, count
+
+
+def transformer_bits(bundle: Bundle, performances: list[dict], style_weights: torch.Tensor) -> tuple[float, int]:
+    """Total bits and events over performances (each a dict of event arrays), every event once."""
+    length = bundle.model.config.context
+    examples = [ex for arrays in performances for ex in performance_windows(arrays, length)]
+    return examples_bits(bundle.model, examples, style_weights)
 
 
 def markov_bits(markov: MarkovModel, performances: list[list[Event]]) -> tuple[float, int]:
@@ -167,8 +172,11 @@ def _shift(e: Event, dt: float) -> Event:
 
 def blend_metrics(bundle: Bundle, style: str, partner: str, real: list[list[Event]], partner_real: list[list[Event]],
                   n_prompts: int, length: int, seed: int) -> dict:
+    from dataclasses import replace
     rng = np.random.default_rng(seed)
-    prompts = prompts_from(real, n_prompts, rng) + prompts_from(partner_real, n_prompts, rng)
+    # The model continues each excerpt as if it had played it (solo: every event is the AI's).
+    prompts = [[replace(e, voice=AI) for e in prompt]
+               for prompt in prompts_from(real, n_prompts, rng) + prompts_from(partner_real, n_prompts, rng)]
     real_profile, partner_profile = profile_of_many(real), profile_of_many(partner_real)
     rows = []
     for share in (1.0, 0.75, 0.5, 0.25, 0.0):
@@ -307,7 +315,7 @@ def run(args) -> int:
         report["best_other_style"] = {"style": best_other, "bits_per_event": others[best_other]}
         report["style_is_best"] = nll[style] < others[best_other]
     real = [events for _, events in performances]
-    if args.partner:
+    if args.partner and not args.nll_only:
         partner = bundle.style(args.partner)
         partner_files = (list_files(args.partner_data) if args.partner_data
                          else list_files(args.data, partner.artist, args.split or "val"))
@@ -315,8 +323,9 @@ def run(args) -> int:
         say(f"continuations: {style} ↔ {args.partner} blends …")
         report["blend"] = blend_metrics(bundle, style, args.partner, real, partner_real,
                                         args.prompts, args.length, args.seed)
-    say("harmonic coherence (comping under real right hands) …")
-    report["harmonic_coherence"] = coherence_metrics(bundle, style, real, args.prompts, args.seed)
+    if not args.nll_only:
+        say("harmonic coherence (comping under real right hands) …")
+        report["harmonic_coherence"] = coherence_metrics(bundle, style, real, args.prompts, args.seed)
     if args.samples:
         report["samples"] = [str(p) for p in write_samples(bundle, style, args.samples, args.seed)]
     report["seconds"] = round(time.perf_counter() - started, 1)

@@ -25,10 +25,10 @@ import torch
 from sideman.model.bundle import (MANIFEST, ModelFileError, Style, load_bundle, read_manifest, save_bundle,
                                   save_torch_atomically, sha256_of, write_json_atomically)
 from sideman.model.conditioning import MODEL_MODES
-from sideman_train.batches import performance_windows, stack, to_torch
+from sideman_train.batches import performance_windows, to_torch
 from sideman_train.corpus import CorpusSplit
 from sideman_train.duets import WindowSampler
-from sideman_train.evaluate import event_arrays, list_files, read_all
+from sideman_train.evaluate import event_arrays, examples_bits, list_files, read_all
 
 LN2 = float(np.log(2.0))
 
@@ -57,16 +57,8 @@ def split_of(arrays: list[dict], name: str) -> CorpusSplit:
     return CorpusSplit(split=name, offsets=offsets, performances=[{} for _ in arrays], **joined)
 
 
-@torch.no_grad()
 def held_out_bits(model, examples: list[dict], style_weights: torch.Tensor) -> float:
-    bits, count = 0.0, 0
-    length = model.config.context
-    for i in range(0, len(examples), 16):
-        batch = to_torch(stack(examples[i:i + 16], length), "cpu", model.config.n_styles)
-        batch["style_weights"] = style_weights.expand(batch["time"].shape[0], -1)
-        nats = model.event_nats(batch)
-        bits += float(nats[batch["loss_mask"]].sum()) / LN2
-        count += int(batch["loss_mask"].sum())
+    bits, count = examples_bits(model, examples, style_weights)
     return bits / max(count, 1)
 
 

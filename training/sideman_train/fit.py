@@ -119,6 +119,8 @@ def run(args) -> int:
     run_dir = args.run_dir or Path("runs") / args.config.stem
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    if config["train"]["threads"]:
+        torch.set_num_threads(int(config["train"]["threads"]))
     seed = int(config["train"]["seed"]) + rank
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
