@@ -354,11 +354,21 @@ def test_relabel_modes():
     assert long_voice[0] == ev.HUMAN and long_voice[long_onset < 8].tolist() == [ev.HUMAN] * 32
     assert long_voice[(long_onset >= 8) & (long_onset < 16)].tolist() == [ev.AI] * 32
     assert long_voice[long_onset >= 16].tolist() == [ev.HUMAN] * 16
-    # comp: split = median note (50 here, clamped to 52): low notes AI, high notes and pedal human
+    # comp: the split is drawn in 55..65: low notes AI, high notes and pedal human
     comp = relabel(onset, pitch, "comp", rng)
     assert comp.tolist() == [1, 0, 1, 0, 1, 0, 0, 1, 0, 1]
     duet = relabel(onset, pitch, MODEL_MODES.index("duet"), rng)
     assert duet.tolist() == [0, 1, 0, 1, 0, 1, 0, 0, 1, 0]
+
+
+def test_relabel_is_causal_later_notes_never_change_earlier_voices():
+    onset, pitch = phrase_window()
+    for mode in ("answer", "comp", "duet"):
+        later = pitch.copy()
+        later[6:] = np.where(later[6:] < 128, later[6:] + 30, later[6:])   # move the end of the window up
+        a = relabel(onset, pitch, mode, np.random.default_rng(5))
+        b = relabel(onset, later, mode, np.random.default_rng(5))
+        assert a[:6].tolist() == b[:6].tolist(), mode
 
 
 def window_of(onset, pitch, prev=None):

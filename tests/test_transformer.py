@@ -279,3 +279,25 @@ def test_stacked_windows_pad_without_scoring_the_padding():
     assert batch["time"].shape == (1, 48)
     assert int(batch["loss_mask"].sum()) == len(events)
     assert not batch["loss_mask"][0, len(events):].any()
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda m: m.update(config=[1, 2]),
+    lambda m: m["config"].update(n_heads=5),
+    lambda m: m["config"].update(d_model="wide"),
+    lambda m: m.update(styles=["mehldau"]),
+    lambda m: m.update(styles=[]),
+    lambda m: m.update(weights="weights.pt"),
+    lambda m: m["weights"].pop("file"),
+    lambda m: m["weights"].update(file="../../etc/passwd"),
+    lambda m: m["styles"][1].update(row=99),
+    lambda m: m.update(default_style="evans"),
+])
+def test_every_malformed_manifest_is_a_model_file_error(tmp_path, breakage):
+    """The box falls back to the Markov voice on ModelFileError; any other exception would crash it."""
+    save_bundle(tmp_path, tiny_model(), STYLES, "mehldau")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    breakage(manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError):
+        load_bundle(tmp_path)

@@ -63,6 +63,6 @@ def load_config(path: Path | None) -> dict:
     probs = config["data"]["mode_probs"]
     from sideman.model.conditioning import MODEL_MODES
     unknown = set(probs) - set(MODEL_MODES)
-    if unknown or not probs or min(probs.values()) < 0:
+    if unknown or not probs or min(probs.values()) < 0 or sum(probs.values()) <= 0:
         raise ConfigError(f"{path}: data.mode_probs must weigh the modes {MODEL_MODES}")
     return config

@@ -23,9 +23,9 @@ from sideman.model.events import AI, HUMAN, PEDAL_DOWN, duration_bins, time_bins
 
 PHRASE_GAP_S = 0.35        # answer mode: an onset gap this long starts a new phrase ...
 PHRASE_MAX_S = 8.0         # ... and so does a phrase running this long
-SPLIT_RANGE = (52, 67)     # comp / duet: the register split (the window's median note), clamped
+SPLIT_RANGE = (55, 65)     # comp / duet: the register split, drawn per window (both ends included)
 PIANO_RANGE = (21, 108)    # augmentation keeps notes on the keyboard
-DEFAULT_SPLIT = 60         # (a window without notes)
+DEFAULT_SPLIT = 60         # (without an rng: middle C)
 AUGMENT_DEFAULTS = {"transpose": (-5, 6), "stretch": (0.9, 1.1), "velocity_jitter": 4.0}
 WINDOW_KEYS = ("onset_s", "pitch", "duration_s", "velocity", "bpm")
 
@@ -63,12 +63,13 @@ def _phrases(onset: np.ndarray, is_note: np.ndarray) -> np.ndarray:
     return out
 
 
-def register_split(pitch: np.ndarray) -> int:
-    """comp / duet: the median note pitch of the window, clamped to SPLIT_RANGE."""
-    notes = pitch[pitch < PEDAL_DOWN]
-    if notes.size == 0:
+def register_split(rng: np.random.Generator | None = None) -> int:
+    """comp / duet: where the hands divide. Drawn per window, never from the window's own notes: a
+    split taken from the window (its median) would let later notes decide earlier events' voices,
+    which the live box cannot know."""
+    if rng is None:
         return DEFAULT_SPLIT
-    return int(np.clip(round(float(np.median(notes))), *SPLIT_RANGE))
+    return int(rng.integers(SPLIT_RANGE[0], SPLIT_RANGE[1] + 1))
 
 
 def relabel(onset_s, pitch, mode: str | int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -77,7 +78,7 @@ def relabel(onset_s, pitch, mode: str | int, rng: np.random.Generator | None = N
     solo: all AI. answer: phrases (onset gaps >= 0.35 s, or 8 s long) alternate human / AI, starting
     with a random voice (HUMAN without rng). comp: notes below the register split are the AI's, the
     rest and the pedal the human's. duet: notes at or above the split are the AI's, the rest and the
-    pedal the human's."""
+    pedal the human's. The split is register_split(rng)."""
     onset = np.asarray(onset_s, dtype=np.float64)
     pitch = np.asarray(pitch)
     mode = MODEL_MODES[mode_index(mode)]
@@ -87,7 +88,7 @@ def relabel(onset_s, pitch, mode: str | int, rng: np.random.Generator | None = N
     if mode == "answer":
         first = int(rng.integers(2)) if rng is not None else HUMAN
         return ((_phrases(onset, is_note) + first) % 2).astype(np.uint8)
-    split = register_split(pitch)
+    split = register_split(rng)
     ai = is_note & ((pitch < split) if mode == "comp" else (pitch >= split))
     return np.where(ai, AI, HUMAN).astype(np.uint8)
 

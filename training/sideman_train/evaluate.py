@@ -100,7 +100,7 @@ def event_arrays(events: list[Event]) -> dict[str, np.ndarray]:
     onset = np.array([e.onset_s for e in events], dtype=np.float64)
     pitch = np.array([(PEDAL_DOWN if e.down else PEDAL_UP) if isinstance(e, Pedal) else e.pitch for e in events],
                      dtype=np.int16)
-    duration = np.array([e.duration_s if isinstance(e, Note) else 0.0 for e in events], dtype=np.float32)
+    duration = np.array([e.duration_s if isinstance(e, Note) else 0.0 for e in events], dtype=np.float64)
     velocity = np.array([e.velocity if isinstance(e, Note) else 0 for e in events], dtype=np.uint8)
     return {"onset_s": onset, "pitch": pitch, "duration_s": duration, "velocity": velocity,
             "bpm": tempo_track(onset, pitch, velocity)}
@@ -273,6 +273,8 @@ def run(args) -> int:
     style = args.style or bundle.default_style
     try:
         bundle.style(style)
+        if args.partner:
+            bundle.style(args.partner)
     except KeyError as exc:
         print(f"sideman-train eval: {exc.args[0]}", file=sys.stderr)
         return 2

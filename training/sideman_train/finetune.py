@@ -156,7 +156,10 @@ def run(args) -> int:
         with torch.no_grad():
             merged.style_table[row] = best_state["embedding"]
         manifest = read_manifest(args.model)
-        save_bundle(args.out, merged, bundle.styles + [style], bundle.default_style,
+        # Earlier fine-tuned styles are rows of the merged table now, not separate files.
+        from dataclasses import replace as _replace
+        styles = [_replace(s, file=None, sha256=None) for s in bundle.styles]
+        save_bundle(args.out, merged, styles + [style], bundle.default_style,
                     training={**manifest.get("training", {}), "finetune": info})
         target = args.out
     else:

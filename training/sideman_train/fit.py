@@ -26,6 +26,7 @@ import torch.distributed as dist
 from sideman.model.bundle import save_bundle, save_torch_atomically, write_json_atomically
 from sideman.model.conditioning import MODEL_MODES
 from sideman.model.transformer import JazzTransformer, ModelConfig
+from sideman_train.corpus import CorpusError
 from sideman_train.training_data import ensure_cache, training_data
 from sideman_train.config import load_config
 from sideman_train.batches import to_torch, validation_batches
@@ -42,7 +43,9 @@ def add_commands(commands) -> None:
     p.add_argument("--out", type=Path, help="write the best model bundle here at the end (e.g. models/transformer)")
     p.add_argument("--resume", action="store_true", help="carry on from the run dir's last checkpoint")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--max-minutes", type=float, help="stop (and keep the best checkpoint) after this long")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop (and keep the best checkpoint) after this long; the cosine follows whichever "
+                        "ends first, steps or time (with --resume: the budget of this run)")
     p.add_argument("--steps", type=int, help="override the config's train.steps")
     p.set_defaults(run=run)
 
@@ -90,7 +93,7 @@ def masked_bits(scorer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 def validate(model, batches: list[dict], device, autocast) -> float:
     model.eval()
     bits, count = 0.0, 0.0
-    for batch in batches:
+    for batch in batches:  # (fit refuses to start without validation windows)
         with autocast():
             b, n = masked_bits(model, to_torch(batch, device))
         bits += float(b)
@@ -115,7 +118,11 @@ def run(args) -> int:
     is_main = rank == 0
     say = print if is_main else (lambda *a, **k: None)
 
-    cache = ensure_cache(args.cache or Path(config["data"]["cache"]), args.pijama, say=say)
+    cache = Path(args.cache or config["data"]["cache"])
+    if is_main:  # one rank builds a missing cache; the others wait for it
+        ensure_cache(cache, args.pijama, say=say)
+    if distributed:
+        dist.barrier()
     run_dir = args.run_dir or Path("runs") / args.config.stem
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -125,8 +132,14 @@ def run(args) -> int:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    data = training_data(cache, config, rng)
+    try:
+        data = training_data(cache, config, rng)
+    except CorpusError as exc:
+        raise SystemExit(f"sideman-train fit: {exc}") from None
     to_torch.n_styles = data.n_style_rows
+    if config["data"]["default_style"] not in {s.name for s in data.styles}:
+        raise SystemExit(f"sideman-train fit: data.default_style {config['data']['default_style']!r} is not "
+                         f"among this corpus's styles ({', '.join(s.name for s in data.styles)})")
     say(f"styles: {len(data.styles)} rows ({', '.join(s.name for s in data.styles[:8])}, …); "
         f"train {data.train_events:,} events in {data.train_performances} performances")
     model_config = ModelConfig.from_dict({**config["model"], "context": config["data"]["context"],
@@ -149,12 +162,18 @@ def run(args) -> int:
         start_step, best_val, history = state["step"], state["best_val"], state["history"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        if distributed:  # only rank 0's random state is saved: give each rank its own stream again
+            rng = np.random.default_rng([seed, rank, start_step])
+            torch.manual_seed(seed * 1_000_003 + start_step)
         say(f"resumed at step {start_step} (best val {best_val:.3f} bits/event)")
     trained = EventLoss(model)
     if distributed:
         trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
 
     val_sets = {name: validation_batches(split, data, config) for name, split in data.validation.items()}
+    if not val_sets.get(data.selection_split):
+        raise SystemExit(f"sideman-train fit: no validation performance is longer than the context "
+                         f"({config['data']['context']} events): nothing to select the model on")
     sampler = data.sampler(rng)
     train_cfg = config["train"]
     steps, batch_size = train_cfg["steps"], config["data"]["batch_size"]
@@ -200,7 +219,7 @@ def run(args) -> int:
             row["val_bits"] = row[f"val_{data.selection_split}_bits"]
             history.append(row)
             _write_history(csv_path, history)
-            improved = row["val_bits"] < best_val
+            improved = row["val_bits"] < best_val or not best_path.exists()
             if improved:
                 best_val = row["val_bits"]
                 save_torch_atomically({"model": model.state_dict(), "step": step + 1, "row": row}, best_path)

@@ -63,7 +63,7 @@ class Bundle:
 
     @property
     def default_style(self) -> str:
-        return self.manifest.get("default_style", self.styles[0].name)
+        return self.manifest.get("default_style") or self.styles[0].name
 
     def style(self, name: str) -> Style:
         for style in self.styles:
@@ -143,7 +143,10 @@ def read_manifest(folder: Path) -> dict:
 
 
 def _checked_load(folder: Path, entry: dict, what: str):
-    path = folder / entry["file"]
+    name = entry.get("file")
+    if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ModelFileError(f"{folder / MANIFEST}: bad {what} file entry {name!r}")
+    path = folder / name
     if not path.is_file():
         raise ModelFileError(f"{path}: {what} file missing")
     if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
@@ -160,20 +163,32 @@ def load_bundle(folder: Path | str) -> Bundle:
     manifest = read_manifest(folder)
     try:
         config = ModelConfig.from_dict(manifest["config"])
-        styles = [Style(**{k: v for k, v in s.items()}) for s in manifest["styles"]]
-        weights_entry = manifest["weights"]
-    except (KeyError, TypeError) as exc:
-        raise ModelFileError(f"{folder / MANIFEST}: incomplete manifest ({exc})") from None
-    model = JazzTransformer(config)
+        styles = [Style(**s) for s in manifest["styles"]]
+        weights_entry = dict(manifest["weights"])
+        model = JazzTransformer(config)
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError, RuntimeError) as exc:
+        raise ModelFileError(f"{folder / MANIFEST}: bad manifest ({type(exc).__name__}: {exc})") from None
+    if not styles:
+        raise ModelFileError(f"{folder / MANIFEST}: no styles")
+    names = {s.name for s in styles}
+    if manifest.get("default_style", styles[0].name) not in names:
+        raise ModelFileError(f"{folder / MANIFEST}: default style {manifest.get('default_style')!r} is not one of its styles")
+    for style in styles:
+        if not isinstance(style.row, int) or not 0 <= style.row < config.n_styles:
+            raise ModelFileError(f"{folder / MANIFEST}: style {style.name!r} has row {style.row!r} "
+                                 f"outside the style table (0..{config.n_styles - 1})")
     state = _checked_load(folder, weights_entry, "weights")
     try:
         model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{folder / WEIGHTS}: weights do not fit the manifest's config ({exc})") from None
     with torch.no_grad():
         for style in styles:
             if style.file:
                 added = _checked_load(folder, {"file": style.file, "sha256": style.sha256}, f"style {style.name}")
-                model.style_table[style.row] = added["embedding"]
+                embedding = added.get("embedding") if isinstance(added, dict) else None
+                if not isinstance(embedding, torch.Tensor) or tuple(embedding.shape) != (config.d_model,):
+                    raise ModelFileError(f"{folder / style.file}: not a style embedding of size {config.d_model}")
+                model.style_table[style.row] = embedding
     model.eval()
     return Bundle(model=model, styles=styles, manifest=manifest, path=folder)

@@ -110,6 +110,17 @@ def sample_event(model: JazzTransformer, state: StreamState, generator: torch.Ge
 # Whole continuations (evaluation, sample duets, `sideman play` offline)
 
 
+def estimate_tempo_bpm(events: list[Event]) -> float | None:
+    """The listener's tempo after these notes (the beat tracker the training cache used)."""
+    from sideman.listen.tempo import BeatTracker
+    tracker, heard = BeatTracker(), False
+    for e in sort_events(events):
+        if not isinstance(e, Pedal):
+            tracker.onset(e.onset_s, e.velocity, e.pitch)
+            heard = True
+    return tracker.estimate(events[-1].onset_s).tempo_bpm if heard else None
+
+
 def encode_with_voices(events: list[Event]) -> tuple[list[tuple[int, int, int, int, int]], np.ndarray, np.ndarray]:
     """Events → [(time, pitch, dur, vel, voice)], onsets (s) and pitch tokens, in codec order."""
     ordered = sort_events(events)
@@ -146,11 +157,14 @@ def continue_events(model: JazzTransformer, prompt: list[Event], n_events: int, 
                     mode: str = "solo", seed: int = 0, steering: Steering = Steering(),
                     tempo_bpm: float | None = None) -> list[Event]:
     """The AI's next n_events after a prompt (its events keep their voices), as absolute-time events.
-    Deterministic for a seed. When the cache fills, the newest half of the context is re-primed."""
+    Deterministic for a seed. The tempo input is tempo_bpm, else the prompt's (beat tracker).
+    When the cache fills, the newest half of the context is re-primed."""
     generator = torch.Generator().manual_seed(seed)
     encoded, onsets, pitches = encode_with_voices(prompt)
     voices = [e[4] for e in encoded]
     onset_list, pitch_list = list(onsets), list(pitches)
+    if tempo_bpm is None and prompt:
+        tempo_bpm = estimate_tempo_bpm(prompt)
     tempo = float(tempo_features(np.array([tempo_bpm if tempo_bpm else np.nan]))[0])
     context = model.config.context
 
@@ -196,6 +210,8 @@ def accompany(model: JazzTransformer, human: list[Event], style_weights: torch.T
     generator = torch.Generator().manual_seed(seed)
     pending, _, _ = encode_with_voices([replace(e, voice=HUMAN) for e in human])
     human_onsets = [e.onset_s for e in sort_events(human)]
+    if tempo_bpm is None and human:
+        tempo_bpm = estimate_tempo_bpm(human)   # the part's tempo (an offline tool: known in advance)
     tempo = float(tempo_features(np.array([tempo_bpm if tempo_bpm else np.nan]))[0])
     context = model.config.context
     onset_list: list[float] = []
