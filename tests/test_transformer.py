@@ -103,21 +103,21 @@ def test_loss_counts_only_the_ai_events():
     batch = batch_of(events, voices)
     bits, count = masked_bits(model, batch)
     assert int(count) == sum(voices)
-    # A different *last human* event changes nothing the loss can see ... (the human event at
-    # index 14 is only context for later events, so change the one the loss would score: its own fields)
+    # A duet in which every event is the human's costs the AI nothing: human events are context.
     human_only = batch_of(events, [HUMAN] * len(events))
     assert float(masked_bits(model, human_only)[0].detach()) == 0.0
     # ... whereas changing the pitch target of an AI event changes the loss.
     changed = {k: v.clone() for k, v in batch.items()}
     changed["pitch"][0, -1] = (changed["pitch"][0, -1] + 7) % 128
     assert float(masked_bits(model, changed)[0].detach()) != pytest.approx(float(bits.detach()))
-    # And changing a human event's duration/velocity *targets* at the very end (no later events
-    # read them) leaves the loss alone when that event is human.
+    # A human event's own fields are never a target: change the last event's duration and velocity
+    # (nothing after it reads them) and the loss stays the same when that event is the human's.
     last_human = batch_of(events, voices[:-1] + [HUMAN])
     edited = {k: v.clone() for k, v in last_human.items()}
     edited["velocity"][0, -1] = (edited["velocity"][0, -1] + 5) % 16
     edited["duration"][0, -1] = (edited["duration"][0, -1] + 3) % 23
-    assert float(masked_bits(model, edited)[0]) == pytest.approx(float(masked_bits(model, last_human)[0]))
+    unchanged = float(masked_bits(model, last_human)[0].detach())
+    assert float(masked_bits(model, edited)[0].detach()) == pytest.approx(unchanged)
 
 
 def test_pedal_events_score_only_time_and_pitch():
