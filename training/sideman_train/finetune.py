@@ -45,7 +45,7 @@ def add_commands(commands) -> None:
     p.add_argument("--out", type=Path, help="model folder to write (default: add the style to --model)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-2, help="learning rate of the style row")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate of the style row (rows are ~0.02 per coordinate)")
     p.add_argument("--lora-rank", type=int, default=0, help="also train LoRA adapters of this rank (peft)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
