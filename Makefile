@@ -67,7 +67,7 @@ train-gpu: setup-train
 
 ## A style the base model never heard (Dave McKenna is left out of its training), from 50 of his files.
 finetune-mckenna: setup-train
-	$(VENV)/bin/sideman-train finetune --model $(MODEL) --pijama $(DATA)/pijama --artist "Dave McKenna" --split train --limit 50 --name mckenna $(ARGS)
+	$(VENV)/bin/sideman-train finetune --model $(MODEL) --pijama $(DATA)/pijama --artist "Dave McKenna" --split train --limit 50 --name mckenna --init others --lr 2e-3 --steps 400 $(ARGS)
 
 ## The model card's figures: NLL per style vs the Markov baseline on Mehldau val, blend and harmony metrics, sample duets.
 eval-model: setup
