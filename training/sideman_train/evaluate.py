@@ -246,7 +246,10 @@ def write_samples(bundle: Bundle, style: str, folder: Path, seed: int = 0) -> li
     call = _ii_v_i_line()
     written = []
     answer = continue_events(bundle.model, call, 48, weights, "answer", seed=seed)
-    answer = [replace(e, onset_s=e.onset_s + 0.45) for e in answer]  # answers start on the next beat
+    # As the box plays it: the answer starts half a beat after the call's last note has ended.
+    call_end = max(n.onset_s + n.duration_s for n in call)
+    shift = call_end + 0.225 - answer[0].onset_s if answer else 0.0
+    answer = [replace(e, onset_s=e.onset_s + max(0.0, shift)) for e in answer]
     melody = _melody()
     comp = accompany(bundle.model, melody, weights, "comp", seed=seed, tail_events=8)
     solo = continue_events(bundle.model, [replace(n, voice=1) for n in call], 64, weights, "solo", seed=seed)

@@ -96,6 +96,7 @@ def write_json_atomically(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are read by the box's service user
     os.replace(tmp, path)
 
 
@@ -104,6 +105,7 @@ def save_torch_atomically(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
     os.close(fd)
     torch.save(obj, tmp)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
