@@ -26,8 +26,11 @@ def jack_server():
     # The dummy server runs without real-time scheduling; on a loaded 2-core machine a client
     # that misses its cycle would lose MIDI. Synchronous mode makes the server wait for it, and a
     # long period (21 ms) gives slack. Latency is the benchmark's business (64 frames), not the tests'.
+    # A long client timeout too: CPU-heavy tests (numpy, torch) can starve this process's JACK
+    # threads for longer than jackd's 500 ms, and a client thrown out mid-session was the likeliest
+    # cause of the rare segfaults seen in the middle of non-JACK tests.
     server = DummyJackServer(name=f"sideman-test-{os.getpid()}-{uuid.uuid4().hex[:6]}", period=1024,
-                             synchronous=True)
+                             synchronous=True, client_timeout_ms=30000)
     server.start()
     yield server
     server.stop()

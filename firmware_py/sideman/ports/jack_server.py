@@ -25,8 +25,12 @@ class DummyJackServer:
     """A `jackd -d dummy` process. Use as a context manager; sets JACK_DEFAULT_SERVER for clients."""
 
     def __init__(self, name: str | None = None, rate: int = DEFAULT_RATE, period: int = DEFAULT_PERIOD,
-                 synchronous: bool = False):
+                 synchronous: bool = False, client_timeout_ms: int | None = None):
         self.name = name or f"sideman-{os.getpid()}"
+        # jackd's client timeout (-t, 500 ms by default in sync mode): a client that does not
+        # answer a cycle for this long is thrown out ("zombified"), which can take down the
+        # process that holds it. None keeps jackd's default.
+        self.client_timeout_ms = client_timeout_ms
         # Synchronous mode: the server waits for late clients instead of dropping their cycle
         # (and its MIDI). Right for tests on a loaded machine; the benchmark keeps the default.
         self.synchronous = synchronous
@@ -45,7 +49,9 @@ class DummyJackServer:
             raise PortError("no MIDI backend: jackd not found (install it: apt-get install jackd2)")
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         self.process = subprocess.Popen(
-            [jackd, "--no-realtime", *(["--sync"] if self.synchronous else []), "--name", self.name, "-d", "dummy",
+            [jackd, "--no-realtime", *(["--sync"] if self.synchronous else []),
+             *(["--timeout", str(self.client_timeout_ms)] if self.client_timeout_ms else []),
+             "--name", self.name, "-d", "dummy",
              "-r", str(self.rate), "-p", str(self.period)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env, start_new_session=True,
