@@ -166,7 +166,7 @@ def test_finetune_learns_a_pianist_the_base_never_heard(trained, corpus, capsys)
     assert sideman_train("finetune", "--model", model, "--pijama", corpus, "--artist", "Cy Gamma",
                          "--split", "train", "--name", "gamma", "--steps", 60, "--lr", 0.05) == 0
     bundle = load_bundle(model)
-    assert bundle.style("gamma").source == "finetune"        # on the style knob now
+    assert bundle.style("gamma").source == "finetune"        # listed with the model's styles now
     after = eval_report(capsys, model, corpus, "Cy Gamma", "gamma", "--prompts", 1, "--length", 8)
     best_base = min(v for k, v in before["by_style"].items())
     assert after["bits_per_event"] < best_base

@@ -1,7 +1,7 @@
 """`sideman-train finetune`: a new pianist's style from 50–200 of their MIDI files, without the base
 corpus. The base network stays frozen; the new style is one row of the style table (a spare row, so
-the exported graphs, which take the style vector as an input, serve it unchanged). The style then
-appears on the style knob with the others.
+the exported graphs, which take the style vector as an input, serve it unchanged). The style is then
+listed in the model's manifest with the others, which is where the live voice's style knob reads them.
 
     sideman-train finetune --model models/transformer --pijama ../shared/data/pijama \
         --artist "Dave McKenna" --split train --limit 50 --name mckenna
