@@ -16,7 +16,7 @@ INT_KEYS = ("time", "pitch", "duration", "velocity", "voice", "mode", "style")
 SOLO = MODEL_MODES.index("solo")
 
 
-def to_torch(batch: dict, device, n_styles: int | None = None) -> dict[str, torch.Tensor]:
+def to_torch(batch: dict, device, n_styles: int) -> dict[str, torch.Tensor]:
     """numpy batch → tensors on device; `style` rows become one-hot `style_weights` unless given."""
     out = {}
     for key, value in batch.items():
@@ -29,12 +29,9 @@ def to_torch(batch: dict, device, n_styles: int | None = None) -> dict[str, torc
         else:
             out[key] = torch.as_tensor(value, dtype=torch.float32, device=device)
     if "style_weights" not in out and "style" in out:
-        n = n_styles or to_torch.n_styles
-        out["style_weights"] = torch.nn.functional.one_hot(out["style"], n).float()
+        out["style_weights"] = torch.nn.functional.one_hot(out["style"], n_styles).float()
     return out
 
-
-to_torch.n_styles = 0  # set by fit once the style table is known
 
 
 def performance_windows(arrays: dict, length: int, stride: int | None = None) -> list[dict]:

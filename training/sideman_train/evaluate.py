@@ -265,13 +265,20 @@ def write_samples(bundle: Bundle, style: str, folder: Path, seed: int = 0) -> li
 # ---------------------------------------------------------------------------------------------
 
 
+def open_model(path: Path, command: str) -> Bundle | None:
+    """The model folder, or None after a one-line message saying why it cannot be used."""
+    try:
+        return load_bundle(path)
+    except ModelFileError as exc:
+        print(f"sideman-train {command}: {exc}", file=sys.stderr)
+        return None
+
+
 def run(args) -> int:
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     started = time.perf_counter()
-    try:
-        bundle = load_bundle(args.model)
-    except ModelFileError as exc:
-        print(f"sideman-train eval: {exc}", file=sys.stderr)
+    bundle = open_model(args.model, "eval")
+    if bundle is None:
         return 2
     style = args.style or bundle.default_style
     try:

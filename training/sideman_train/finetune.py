@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sideman.model.bundle import (MANIFEST, ModelFileError, Style, load_bundle, read_manifest, save_bundle,
+from sideman.model.bundle import (MANIFEST, Style, read_manifest, save_bundle,
                                   save_torch_atomically, sha256_of, write_json_atomically)
 from sideman.model.conditioning import MODEL_MODES
 from sideman_train.batches import performance_windows, to_torch
 from sideman_train.corpus import CorpusSplit
 from sideman_train.duets import WindowSampler
-from sideman_train.evaluate import event_arrays, examples_bits, list_files, read_all
+from sideman_train.evaluate import event_arrays, examples_bits, list_files, open_model, read_all
 
 LN2 = float(np.log(2.0))
 
@@ -68,10 +68,8 @@ def held_out_bits(model, examples: list[dict], style_weights: torch.Tensor) -> f
 
 def run(args) -> int:
     started = time.perf_counter()
-    try:
-        bundle = load_bundle(args.model)
-    except ModelFileError as exc:
-        print(f"sideman-train finetune: {exc}", file=sys.stderr)
+    bundle = open_model(args.model, "finetune")
+    if bundle is None:
         return 2
     if any(s.name == args.name for s in bundle.styles):
         print(f"sideman-train finetune: the model already has a style {args.name!r}", file=sys.stderr)

@@ -95,7 +95,7 @@ def validate(model, batches: list[dict], device, autocast) -> float:
     bits, count = 0.0, 0.0
     for batch in batches:  # (fit refuses to start without validation windows)
         with autocast():
-            b, n = masked_bits(model, to_torch(batch, device))
+            b, n = masked_bits(model, to_torch(batch, device, model.config.n_styles))
         bits += float(b)
         count += float(n)
     model.train()
@@ -136,7 +136,6 @@ def run(args) -> int:
         data = training_data(cache, config, rng)
     except CorpusError as exc:
         raise SystemExit(f"sideman-train fit: {exc}") from None
-    to_torch.n_styles = data.n_style_rows
     if config["data"]["default_style"] not in {s.name for s in data.styles}:
         raise SystemExit(f"sideman-train fit: data.default_style {config['data']['default_style']!r} is not "
                          f"among this corpus's styles ({', '.join(s.name for s in data.styles)})")
@@ -199,7 +198,7 @@ def run(args) -> int:
         lr = learning_rate(step, train_cfg, time_share)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = to_torch(sampler.batch(batch_size), device)
+        batch = to_torch(sampler.batch(batch_size), device, data.n_style_rows)
         with autocast():
             bits, count = masked_bits(trained, batch)
             loss = bits / count.clamp(min=1.0)

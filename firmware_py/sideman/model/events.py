@@ -12,7 +12,10 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:  # the vectorised codec's annotations (numpy is imported where it is used)
+    import numpy as np
 
 HUMAN, AI = 0, 1
 

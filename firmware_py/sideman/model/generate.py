@@ -12,6 +12,7 @@ Steering acts on the logits at sampling time, never on the weights:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -48,6 +49,16 @@ class StreamState:
 
 
 _TIME_S = torch.tensor(TIME_BINS_S)
+_SHORT_GAPS = (_TIME_S < 0.25) & (_TIME_S > 0.0)   # what density makes likelier
+
+
+@lru_cache(maxsize=32)
+def _pitch_allowed(low: int, high: int, allow_pedal: bool) -> torch.Tensor:
+    """Pitch tokens the register steering lets through (built once per setting, not per event)."""
+    keep = torch.zeros(PEDAL_DOWN + 2, dtype=torch.bool)
+    keep[max(0, low):min(127, high) + 1] = True
+    keep[PEDAL_DOWN:] = allow_pedal
+    return keep
 
 
 def new_stream(model: JazzTransformer, style_weights: torch.Tensor, mode: str = "solo") -> StreamState:
@@ -85,15 +96,11 @@ def sample_event(model: JazzTransformer, state: StreamState, generator: torch.Ge
     s = state.h + model.voice_out(torch.tensor([voice]))
     time_logits = model.time_head(s)[0].clone()
     if steering.density:
-        short = _TIME_S < 0.25
-        time_logits[short & (_TIME_S > 0.0)] += steering.density
+        time_logits[_SHORT_GAPS] += steering.density
     tb = _sample(time_logits, steering.temperature, generator)
     pitch_logits = model.pitch_head(s, torch.tensor([tb]))[0].clone()
     low, high = steering.register
-    keep = torch.zeros(pitch_logits.shape[0], dtype=torch.bool)
-    keep[max(0, low):min(127, high) + 1] = True
-    keep[PEDAL_DOWN:] = steering.allow_pedal
-    pitch_logits[~keep] = float("-inf")
+    pitch_logits[~_pitch_allowed(int(low), int(high), bool(steering.allow_pedal))] = float("-inf")
     if steering.chord_bias and chord is not None and np.any(chord > 0):
         pcs = torch.as_tensor(np.asarray(chord, dtype=np.float32))
         pitch_logits[:128] += steering.chord_bias * pcs[torch.arange(128) % 12]
