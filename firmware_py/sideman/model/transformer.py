@@ -187,21 +187,26 @@ class JazzTransformer(nn.Module):
         (and styles fine-tuned later)."""
         return style_weights @ self.style_table
 
-    def conditioning(self, style_weights, mode, chord, tempo):
-        """style_weights (B,S), mode (B,), chord (B,T,12), tempo (B,T) → (B,T,D)."""
-        per_sequence = self.style_vector(style_weights) + self.mode_in(mode)
+    def conditioning(self, style_weights, mode, chord, tempo, style_vector=None):
+        """style_weights (B,S) (or the blended style_vector (B,D) itself), mode (B,), chord (B,T,12),
+        tempo (B,T) → (B,T,D)."""
+        if style_vector is None:
+            style_vector = self.style_vector(style_weights)
+        per_sequence = style_vector + self.mode_in(mode)
         return per_sequence[:, None, :] + self.chord_in(chord) + self.tempo_in(tempo[..., None])
 
     # --- whole sequences (training, scoring, prefill) ----------------------------------------
 
     def forward(self, batch: dict, return_cache: bool = False):
         """batch: time/pitch/duration/velocity/voice (B,T) int64, chord (B,T,12), tempo (B,T),
-        mode (B,), style_weights (B,S). Returns the backbone states (B,T,D) [and the KV caches]."""
+        mode (B,), style_weights (B,S) or style_vector (B,D). Returns the backbone states (B,T,D)
+        [and the KV caches]."""
         b, t = batch["time"].shape
         previous = self.event_embedding(batch["time"], batch["pitch"], batch["duration"],
                                         batch["velocity"], batch["voice"])[:, :-1]
         x = torch.cat([self.begin.expand(b, 1, -1), previous], dim=1)
-        x = x + self.conditioning(batch["style_weights"], batch["mode"], batch["chord"], batch["tempo"])
+        x = x + self.conditioning(batch.get("style_weights"), batch["mode"], batch["chord"], batch["tempo"],
+                                  batch.get("style_vector"))
         x = self.drop(x + self.position(torch.arange(t, device=x.device)))
         keys, values = [], []
         for block in self.blocks:
