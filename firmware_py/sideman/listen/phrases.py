@@ -47,6 +47,11 @@ class PhraseListener:
         return self.current is not None
 
     @property
+    def last_release_s(self) -> float | None:
+        """When the last key of the phrase being played went up (None while keys are down)."""
+        return self._last_release_s if not self._held else None
+
+    @property
     def keys_down(self) -> int:
         return len(self._held)
 

@@ -46,6 +46,13 @@ class MarkovImproviser:
         for model in self.styles.values():
             model.clear_live()
 
+    # The Markov voice needs no word of each note (it learns whole phrases, at their end) and
+    # computes its notes as the session pulls them: nothing to do ahead, nothing to roll back.
+    def hear_note(self, session, t_s: float, pitch: int, velocity: int) -> None: ...
+    def hear_pedal(self, session, t_s: float, down: bool) -> None: ...
+    def think(self, session, t_s: float) -> None: ...
+    def cancel(self, session, t_s: float) -> None: ...
+
     def blend_for(self, steering: Steering):
         """The model mix the steering asks for (the style blend is read at every request)."""
         pairs = [(self.styles[name], w) for name, w in steering.styles if name in self.styles and w > 0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -18,11 +17,12 @@ from sideman import messages as mm
 from sideman.clock import NS_PER_S
 from sideman.controls import CONTROLS
 from sideman.listen.listener import Listener, ListenerState
-from sideman.listen.phrases import Phrase
+from sideman.listen.phrases import Phrase, phrase_end_gap_s
 from sideman.model.events import Note
 from sideman.model.voice import HUSH
-from sideman.play.modes import make_policy
-from sideman.play.request import PlayRequest
+from sideman.play.note_stream import NoteStream, PeekableNotes
+from sideman.play.modes import CallResponse, Variation, make_policy
+from sideman.play.request import ANSWER, PlayRequest
 from sideman.play.steering import Steering
 
 # A note is handed to the scheduler this long before it sounds: enough to ride out an engine
@@ -65,8 +65,10 @@ class Session:
         self.kept_phrase: Phrase | None = None
         self.last_human_onset_s: float | None = None
         self._human_notes: deque[Note] = deque(maxlen=RECENT_HUMAN_NOTES)
-        self._streams: deque[tuple[Iterator[Note], AnswerLog | None]] = deque()
-        self._next: tuple[Note, AnswerLog | None] | None = None
+        # What the AI is asked to play, in order: note streams with peek() (the next note, None when
+        # the stream is over) and pop() (commit it).
+        self._streams: deque[tuple[NoteStream, AnswerLog | None]] = deque()
+        self._pedal_down = False
         self._sounding_until: dict[int, float] = {}   # AI pitch -> when its committed note ends
         self._out: list = []
         self._state_cache: tuple[float, ListenerState] | None = None
@@ -92,6 +94,12 @@ class Session:
         if heard.note_on is not None:
             self.last_human_onset_s = t
             self.policy.on_note(self, t, heard.note_on)
+            self.improviser.hear_note(self, t, heard.note_on, message[2])
+        elif message[0] & 0xF0 == mm.CONTROL_CHANGE and len(message) == 3 and message[1] == mm.CC_SUSTAIN:
+            down = message[2] >= 64
+            if down != self._pedal_down:
+                self._pedal_down = down
+                self.improviser.hear_pedal(self, t, down)
         self._commit(t)
         return self._out
 
@@ -107,6 +115,7 @@ class Session:
             self.policy.on_phrase_end(self, phrase, t)
             self.improviser.learn(phrase.notes)  # after answering: the answer must not wait on it
         self.policy.on_tick(self, t)
+        self.improviser.think(self, t)   # lookahead, speculative answers (the transformer)
         self._commit(t)
         return self._out
 
@@ -130,8 +139,10 @@ class Session:
                           phrase_end_s=phrase.end_s if phrase is not None else None,
                           beat_s=self.state(self._now()).beat_s)
         self.log.answers.append(entry)
-        state_now = lambda: self.state(self._now())  # noqa: E731 - the voice reads the listener as it goes
-        self._streams.append((self.improviser.improvise(request, state_now, self.steering, self.rng), entry))
+        stream = self.improviser.improvise(request, self.state_now, self.steering, self.rng)
+        if not hasattr(stream, "peek"):
+            stream = PeekableNotes(stream)
+        self._streams.append((stream, entry))
 
     def hush(self, t_s: float, barge_in: bool = False) -> None:
         """Drop what is planned and end what sounds (the engine turns HUSH into note-offs)."""
@@ -141,13 +152,31 @@ class Session:
             if self.log.answers and self.log.answers[-1].first_note_s is not None:
                 self.log.answers[-1].barged_in = any(end > t_s for end in self._sounding_until.values())
         self._streams.clear()
-        self._next = None
+        self.improviser.cancel(self, t_s)
         self._sounding_until.clear()
         self._out.append(HUSH)
 
     def ai_busy(self, t_s: float) -> bool:
-        return bool(self._streams) or self._next is not None or \
-            any(end > t_s for end in self._sounding_until.values())
+        return bool(self._streams) or any(end > t_s for end in self._sounding_until.values())
+
+    def state_now(self) -> ListenerState:
+        """What the listener knows at the time being handled (voices read it as they go)."""
+        return self.state(self._now())
+
+    def predicted_answer(self, t_s: float) -> PlayRequest | None:
+        """Call and response only: the answer the policy would ask for if the phrase being played
+        has ended with the key just released (every key is up and stays up for the phrase-end
+        gap). The transformer samples it ahead (a speculative answer)."""
+        if not isinstance(self.policy, CallResponse) or isinstance(self.policy, Variation):
+            return None
+        phrases = self.listener.phrases
+        current, released = phrases.current, phrases.last_release_s
+        if current is None or released is None or not current.notes:
+            return None
+        state = self.state(t_s)
+        decided = max(t_s, released + phrase_end_gap_s(state.beat.period_s))
+        phrase = Phrase(current.start_s, released, sorted(current.notes, key=lambda n: (n.onset_s, n.pitch)))
+        return CallResponse.request(self, phrase, decided, ANSWER, tuple(phrase.notes))
 
     def keep_phrase(self, t_s: float) -> Phrase | None:
         """"Keep that phrase": the last finished phrase (or the one being played) becomes the
@@ -201,14 +230,13 @@ class Session:
             self._sounding_until = {p: end for p, end in self._sounding_until.items() if end > t_s}
         horizon = t_s + COMMIT_AHEAD_S
         while True:
-            if self._next is None:
-                self._next = self._pull()
-                if self._next is None:
-                    return
-            note, entry = self._next
+            head = self._peek()
+            if head is None:
+                return
+            note, stream, entry = head
             if note.onset_s > horizon:
                 return
-            self._next = None
+            stream.pop()
             onset = max(note.onset_s, t_s)
             if self._sounding_until.get(note.pitch, -1.0) > onset:
                 continue  # the same key is still down: a second note-on would be cut by the first's off
@@ -221,12 +249,12 @@ class Session:
                 if entry.first_note_s is None:
                     entry.first_note_s = onset
 
-    def _pull(self):
+    def _peek(self):
         while self._streams:
             stream, entry = self._streams[0]
-            note = next(stream, None)
+            note = stream.peek()
             if note is not None:
-                return note, entry
+                return note, stream, entry
             self._streams.popleft()
         return None
 

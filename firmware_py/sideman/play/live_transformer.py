@@ -1,0 +1,461 @@
+"""The transformer as the session's improviser: it plays what the session's policies ask for
+(answers, comping, duet lines) event by event from the model's live context.
+
+- Every human note and pedal change goes into the context the moment it arrives (`hear_note`).
+  A note's length is not known at its note-on: the context gets the length of the player's
+  previous note (the model sees lengths, the live box cannot wait for them).
+- Lookahead: on every engine tick the voice samples ahead of the clock, up to `horizon_s`
+  (default 1.5 s). A note is committed (the session hands it to the scheduler) only
+  COMMIT_AHEAD_S before it sounds; whatever the human plays before that rolls the lookahead back
+  and it is sampled again from what they played.
+- Steering, read at every sample from the session's controls: temperature (adventure), density
+  (log-odds of short gaps), register (the request's range, moved by register_shift), chord-tone
+  bias (logits of the pitch classes the human plays), answer length (the request's end), and the
+  style blend (a weighted sum of the pianists' embeddings, an input of every step).
+- Speculative answers (call and response): as soon as every key is up, a candidate answer is
+  sampled for the time the phrase would end if nothing else is played; when the session decides
+  the phrase has ended and the answer starts in the same time bin, the candidate is played
+  as it is (no waiting on the model at the decision).
+- Graceful degradation: a step slower than the budget (or an engine error) hands the playing to
+  the Markov voice at once, mid-answer, from the next note on (no gap); the status says so, and
+  the transformer is tried again after `retry_s` (doubling while it keeps failing).
+
+Variations of a kept phrase stay with the Markov voice (a variation is a transformation of the
+kept notes with a few ornaments, not a continuation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sideman.model.conditioning import MODEL_MODES, tempo_features
+from sideman.model.events import (AI, DURATION_BINS_S, HUMAN, PEDAL_DOWN, PEDAL_UP, TIME_BINS_S, Note,
+                                  duration_bin, time_bin, velocity_bin, velocity_of_bin)
+from sideman.model.live_stream import LiveContext, draw, earliest_time_bins
+from sideman.play.improviser import MAX_NOTE_S, MarkovImproviser
+from sideman.play.note_stream import PeekableNotes
+from sideman.play.request import ANSWER, COMP, DUET, VARIATION, PlayRequest
+from sideman.play.steering import Steering
+
+if TYPE_CHECKING:
+    from sideman.model.bundle import Bundle
+    from sideman.model.backends import ModelBackend
+    from sideman.play.session import Session
+
+log = logging.getLogger("sideman.transformer")
+
+HORIZON_S = 1.5           # how far ahead of the clock the lookahead samples
+STEP_BUDGET_S = 0.020     # one event (step + heads + sampling) slower than this is an overrun
+OVERRUNS_TO_FALL_BACK = 3  # within the last OVERRUN_WINDOW events (or one 5x over budget)
+OVERRUN_WINDOW = 32
+RETRY_S = 10.0            # after a fall-back, try the transformer again after this (doubling)
+MAX_RETRY_S = 120.0
+STEPS_PER_TICK = 12       # lookahead work per engine tick, so a tick stays a few ms
+CANDIDATE_EVENTS = 8      # a speculative answer's length (the rest is sampled as it plays)
+
+# Steering scales: controls are 0..1, the model's logits are in nats.
+DENSITY_NATS = 3.0        # density 0 → −3, 1 → +3 on the log-odds of gaps under 0.25 s
+CHORD_BIAS_NATS = 2.0     # chord_bias 1 → +2 on pitches of the human's chord
+HUMAN_DURATION_GUESS_S = 0.25
+MAX_CHORD_NOTES = 4       # comping and duet: notes struck together at most
+
+POLICY_MODES = {"call-response": "answer", "trade": "answer", "variation": "answer",
+                "comp": "comp", "duet": "duet"}
+REQUEST_MODES = {ANSWER: "answer", COMP: "comp", DUET: "duet", VARIATION: "answer"}
+
+_SHORT_GAPS = (np.asarray(TIME_BINS_S) < 0.25) & (np.asarray(TIME_BINS_S) > 0.0)
+
+
+@dataclass
+class Plan:
+    """One request being played by the transformer (the session holds it as its note stream)."""
+    voice: "TransformerImproviser"
+    request: PlayRequest
+    steering: Steering
+    state_now: object
+    rng: np.random.Generator
+    notes_ahead: int = 0       # sampled, not committed
+    notes_played: int = 0      # committed
+    exhausted: bool = False    # sampling has passed its end
+    fallback: PeekableNotes | None = None
+    speculative: bool = False
+
+    def peek(self) -> Note | None:
+        return self.voice._peek(self)
+
+    def pop(self) -> Note:
+        return self.voice._pop(self)
+
+
+class TransformerImproviser:
+    def __init__(self, bundle: "Bundle", backend: "ModelBackend", fallback: MarkovImproviser,
+                 horizon_s: float = HORIZON_S, step_budget_s: float = STEP_BUDGET_S, retry_s: float = RETRY_S,
+                 clock=time.perf_counter):
+        self.bundle = bundle
+        self.backend = backend
+        self.fallback = fallback
+        self.horizon_s = horizon_s
+        self.step_budget_s = step_budget_s
+        self.retry_s = retry_s
+        self._clock = clock           # measures step cost (wall clock, also in simulated sessions)
+        self.context = LiveContext(backend)
+        self.plans: list[Plan] = []
+        self.candidate: tuple | None = None    # (key, plan) of the speculative answer
+        self.healthy = True
+        self.reason = ""
+        self.retry_at: float | None = None    # session time when the transformer is tried again
+        self._retry_s = retry_s
+        self._overruns: list[bool] = []
+        self._style_cache: dict[tuple, np.ndarray] = {}
+        self._unknown_styles: set[str] = set()
+        self.speculation = {"adopted": 0, "missed": 0, "computed": 0}
+        self.event_seconds: list[float] = []   # cost of each sampled event (bench, status)
+        self.rollbacks = 0
+        self._tempo = 0.0
+        self._mode = MODEL_MODES.index("answer")
+        self._last_human_duration_s = HUMAN_DURATION_GUESS_S
+        self._started = False
+        self._now = 0.0
+
+    # --- what the session and the panel see ----------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"transformer[{self.backend.name}]" if self.healthy else "markov (transformer resting)"
+
+    @property
+    def styles(self) -> dict:
+        """The Markov tables (the fall-back and variation voice); the session's style switch
+        updates them, and the transformer reads the same style names from its own style table."""
+        return self.fallback.styles
+
+    @property
+    def status(self) -> dict:
+        costs = self.event_seconds[-2000:]
+        return {"voice": "transformer" if self.healthy else "markov", "backend": self.backend.name,
+                "healthy": self.healthy, "reason": self.reason,
+                "event_ms_p50": round(float(np.median(costs)) * 1000, 3) if costs else None,
+                "speculation": dict(self.speculation), "rollbacks": self.rollbacks,
+                "cache_slides": self.context.slides}
+
+    def learn(self, notes: list[Note]) -> None:
+        self.fallback.learn(notes)   # the Markov voice keeps learning the player, ready to take over
+
+    # --- conditioning --------------------------------------------------------------------------
+    def style_vector(self, steering: Steering) -> np.ndarray:
+        key = steering.styles
+        vector = self._style_cache.get(key)
+        if vector is None:
+            names = {s.name for s in self.bundle.styles}
+            blend = {}
+            for name, weight in key:
+                if name in names:
+                    blend[name] = blend.get(name, 0.0) + weight
+                elif name not in self._unknown_styles:
+                    self._unknown_styles.add(name)
+                    log.warning("the transformer has no style %r; the blend uses its other styles", name)
+            if not blend:
+                blend = {self.bundle.default_style: 1.0}
+            import torch
+
+            with torch.no_grad():
+                vector = self.bundle.model.style_vector(self.bundle.style_weights(blend))[0].numpy().astype(np.float32)
+            self._style_cache[key] = vector
+        return vector
+
+    def _conditions(self, session: "Session", t_s: float) -> None:
+        state = session.state(t_s)
+        self._tempo = float(tempo_features(np.array([60.0 / state.beat.period_s]))[0])
+        self._mode = MODEL_MODES.index(POLICY_MODES.get(session.policy.name, "answer"))
+
+    def _ensure_started(self, session: "Session", t_s: float) -> None:
+        if not self._started:
+            self._conditions(session, t_s)
+            self.context.start(self.style_vector(session.steering), self._mode, self._tempo)
+            self._started = True
+
+    # --- what the session calls ---------------------------------------------------------------
+    def hear_note(self, session: "Session", t_s: float, pitch: int, velocity: int) -> None:
+        """A human note-on: it goes into the context now; the lookahead is sampled again after it."""
+        self._hear(session, t_s, pitch, duration_bin(self._guess_duration(session)), velocity_bin(velocity))
+
+    def hear_pedal(self, session: "Session", t_s: float, down: bool) -> None:
+        self._hear(session, t_s, PEDAL_DOWN if down else PEDAL_UP, 0, 0)
+
+    def _hear(self, session, t_s, token, db, vb) -> None:
+        self._now = t_s
+        if not self.healthy and self.retry_at is not None and t_s < self.retry_at:
+            self._started = False   # resting: the context starts afresh when the transformer is back
+            return
+        if not self._try(self._ensure_started, session, t_s):
+            return
+        self._conditions(session, t_s)
+        last = self.context.last_committed_onset_s
+        gap = 0.0 if last is None else max(0.0, t_s - last)
+        event = self.context.make_event((time_bin(gap), token, db, vb, HUMAN), t_s, self._tempo, self._mode,
+                                        self.style_vector(session.steering))
+        if self.context.ahead:
+            self.rollbacks += 1
+        self.candidate = None
+        for plan in self.plans:
+            plan.notes_ahead, plan.exhausted = 0, False
+        self._try(self.context.append, event)
+
+    def _guess_duration(self, session: "Session") -> float:
+        current = session.listener.phrases.current
+        if current is not None and current.notes:
+            self._last_human_duration_s = current.notes[-1].duration_s
+        elif session.listener.phrases.last is not None and session.listener.phrases.last.notes:
+            self._last_human_duration_s = session.listener.phrases.last.notes[-1].duration_s
+        return self._last_human_duration_s
+
+    def improvise(self, request: PlayRequest, state_now, steering: Steering, rng: np.random.Generator):
+        if request.kind == VARIATION:
+            return PeekableNotes(self.fallback.improvise(request, state_now, steering, rng))
+        if not self.healthy:
+            return PeekableNotes(self.fallback.improvise(request, state_now, steering, rng))
+        adopted = self._adopt_candidate(request, steering)
+        if adopted is not None:
+            return adopted
+        if self.context.ahead and self.context.ahead[-1].tag not in self.plans:
+            self.context.rollback()   # a speculative answer nobody asked for
+        self.candidate = None
+        plan = Plan(self, request, steering, state_now, rng)
+        self.plans.append(plan)
+        return plan
+
+    def cancel(self, session: "Session", t_s: float) -> None:
+        """The session hushed (barge-in, mode change, end of a trade turn): nothing ahead is played."""
+        if self.context.ahead:
+            self.rollbacks += 1
+        self.context.rollback()
+        self.plans.clear()
+        self.candidate = None
+
+    def think(self, session: "Session", t_s: float) -> None:
+        """Every engine tick: recover when rested, fill the lookahead up to the horizon, and keep
+        a speculative answer ready."""
+        if not self.healthy and self.retry_at is not None and t_s >= self.retry_at:
+            self.healthy, self.reason = True, ""
+            log.warning("the transformer plays again (after a rest of %.0f s)", self._retry_s)
+        self._now = t_s
+        if not self.healthy or not self._try(self._ensure_started, session, t_s):
+            return
+        self.plans = [p for p in self.plans if not (p.exhausted and p.notes_ahead == 0) or p.fallback is not None]
+        if self.plans:
+            steps = 0
+            while steps < STEPS_PER_TICK and self.context.room_ahead():
+                last = self.context.last_onset_s
+                if last is not None and last > t_s + self.horizon_s:
+                    break
+                if not self._sample_next(t_s):
+                    break
+                steps += 1
+        else:
+            self._speculate(session, t_s)
+
+    # --- sampling ------------------------------------------------------------------------------
+    def _generating_plan(self) -> Plan | None:
+        for plan in self.plans:
+            if not plan.exhausted and plan.fallback is None:
+                return plan
+        return None
+
+    def _sample_next(self, now_s: float) -> bool:
+        """Sample one more event for the plan being generated; False when no plan wants one."""
+        plan = self._generating_plan()
+        if plan is None:
+            return False
+        started = self._clock()
+        try:
+            self._sample_for(plan, now_s)
+        except Exception as exc:  # an engine error must not stop the music: Markov takes over
+            log.exception("transformer step failed")
+            self._fall_back(f"engine error: {type(exc).__name__}: {exc}", now_s)
+            return False
+        cost = self._clock() - started
+        self.event_seconds.append(cost)
+        if len(self.event_seconds) > 20_000:
+            del self.event_seconds[:10_000]
+        self._check_budget(cost, now_s)
+        return True
+
+    def _sample_for(self, plan: Plan, now_s: float) -> None:
+        request, steering = plan.request, plan.steering
+        context, backend = self.context, self.backend
+        state = context.latest
+        last = context.last_onset_s
+        first = plan.notes_played == 0 and plan.notes_ahead == 0
+        if first:
+            # The answer starts where the session put it (on its grid, or now): its time bin is given.
+            onset = max(request.start_s, now_s, last if last is not None else now_s)
+            tb = time_bin(onset - last) if last is not None else 0
+        else:
+            logits = state.time_logits.astype(np.float64, copy=True)
+            density = (request.density - 0.5) * 2 * DENSITY_NATS
+            logits[_SHORT_GAPS] += density
+            allowed = earliest_time_bins(last, now_s)
+            if request.kind in (COMP, DUET):
+                allowed &= self._accompaniment_times(plan, last, now_s)
+            logits[~allowed] = -np.inf
+            tb = draw(logits, steering.temperature, plan.rng)
+            onset = last + TIME_BINS_S[tb]
+        if onset >= request.end_s:
+            plan.exhausted = True
+            return
+        pitch_logits = backend.pitch_logits(state.h, AI, tb).astype(np.float64, copy=True)
+        low, high = request.register
+        allowed = np.zeros(len(pitch_logits), bool)
+        allowed[max(0, low):min(127, high) + 1] = True
+        chord = context.chord_after(onset)
+        if steering.chord_bias > 0 and chord.any():
+            pitch_logits[:128] += steering.chord_bias * CHORD_BIAS_NATS * np.tile(chord, 11)[:128]
+        pitch_logits[~allowed] = -np.inf
+        if not allowed.any():
+            plan.exhausted = True
+            return
+        pitch = draw(pitch_logits, steering.temperature, plan.rng)
+        db = draw(backend.duration_logits(state.h, AI, tb, pitch), steering.temperature, plan.rng)
+        vb = draw(backend.velocity_logits(state.h, AI, tb, pitch, db), steering.temperature, plan.rng)
+        duration = max(0.05, min(DURATION_BINS_S[db], MAX_NOTE_S, request.end_s + 0.5 - onset))
+        note = Note(onset, pitch, velocity_of_bin(vb), duration, AI)
+        mode = MODEL_MODES.index(REQUEST_MODES.get(request.kind, "answer"))
+        event = context.make_event((tb, pitch, db, vb, AI), onset, self._tempo, mode, self.style_vector(steering))
+        context.push_ahead(event, tag=plan, note=note)
+        plan.notes_ahead += 1
+
+    def _accompaniment_times(self, plan: Plan, last: float, now_s: float) -> np.ndarray:
+        """Comping and duet lines breathe: a new chord or note no sooner than a gap set by the
+        density (1 beat at the default comping density, half a beat at the busiest), and at most
+        MAX_CHORD_NOTES notes struck together. (The model learnt from solo pianists' left hands,
+        which are busier than a second pianist should be.)"""
+        beat = plan.state_now().beat.period_s
+        min_gap = beat * 2 ** (1 - 4 * plan.request.density)
+        last_ai, together = self.context.last_of_voice(AI)
+        not_before = now_s if last_ai is None else max(now_s, last_ai + min_gap)
+        allowed = earliest_time_bins(last, not_before)
+        if last_ai is not None and last_ai == last and together < MAX_CHORD_NOTES:
+            allowed[0] = True  # another note of the chord being struck
+        return allowed
+
+    def _check_budget(self, cost: float, now_s: float) -> None:
+        if self.step_budget_s is None:
+            return
+        self._overruns.append(cost > self.step_budget_s)
+        del self._overruns[:-OVERRUN_WINDOW]
+        if cost > 5 * self.step_budget_s or sum(self._overruns) >= OVERRUNS_TO_FALL_BACK:
+            self._fall_back(f"steps over budget ({cost * 1000:.1f} ms > {self.step_budget_s * 1000:.0f} ms)", now_s)
+
+    def _fall_back(self, reason: str, now_s: float) -> None:
+        if self.healthy:
+            log.warning("%s: the Markov voice plays for %.0f s", reason, self._retry_s)
+        else:
+            self._retry_s = min(MAX_RETRY_S, self._retry_s * 2)
+        self.healthy, self.reason = False, reason
+        self.retry_at = now_s + self._retry_s
+        self._overruns.clear()
+        self.candidate = None
+        self.context.rollback()
+        for plan in self.plans:  # what was planned goes on in the Markov voice, from the next note
+            self._hand_over(plan, now_s)
+
+    def _hand_over(self, plan: Plan, now_s: float) -> None:
+        if plan.fallback is None:
+            start = max(plan.request.start_s, now_s)
+            if start < plan.request.end_s:
+                request = replace(plan.request, start_s=start)
+                plan.fallback = PeekableNotes(self.fallback.improvise(request, plan.state_now, plan.steering, plan.rng))
+            else:
+                plan.fallback = PeekableNotes(iter(()))
+            plan.notes_ahead = 0
+
+    def _try(self, action, *args) -> bool:
+        try:
+            action(*args)
+            return True
+        except Exception as exc:
+            log.exception("transformer failed")
+            self._fall_back(f"engine error: {type(exc).__name__}: {exc}", self._now)
+            return False
+
+    # --- the session's note stream ----------------------------------------------------------------
+    def _peek(self, plan: Plan) -> Note | None:
+        now_s = plan.state_now().t_s
+        if plan.fallback is None and not self.healthy:
+            self._hand_over(plan, now_s)
+        if plan.fallback is not None:
+            return plan.fallback.peek()
+        while True:
+            ahead = self.context.ahead
+            if ahead:
+                return ahead[0].note if ahead[0].tag is plan else None
+            if plan.exhausted or self._generating_plan() is not plan:
+                return None
+            # Nothing sampled yet (an answer decided this instant): sample its first note now.
+            if not self._sample_next(now_s):
+                return plan.fallback.peek() if plan.fallback is not None else None
+            if plan.fallback is not None:
+                return plan.fallback.peek()
+
+    def _pop(self, plan: Plan) -> Note:
+        if plan.fallback is not None:
+            return plan.fallback.pop()
+        item = self.context.commit_next()
+        plan.notes_ahead -= 1
+        plan.notes_played += 1
+        return item.note
+
+    # --- speculative answers ---------------------------------------------------------------------
+    def _speculate(self, session: "Session", t_s: float) -> None:
+        predicted = session.predicted_answer(t_s)
+        if predicted is None:
+            return
+        key = self._candidate_key(predicted, session.steering)
+        if self.candidate is not None and self.candidate[0] == key:
+            return
+        self.context.rollback()
+        plan = Plan(self, predicted, session.steering, session.state_now, session.rng, speculative=True)
+        self.plans = [plan]
+        try:
+            for _ in range(CANDIDATE_EVENTS):
+                if not self.context.room_ahead() or not self._sample_next(t_s):
+                    break
+        finally:
+            self.plans = []
+        if not self.healthy:
+            self.context.rollback()
+            return
+        self.candidate = (key, plan)
+        self.speculation["computed"] += 1
+
+    def _candidate_key(self, request: PlayRequest, steering: Steering) -> tuple:
+        last = self.context.last_committed_onset_s
+        first_bin = time_bin(request.start_s - last) if last is not None else 0
+        return (self.context.version, first_bin, request.register, round(request.density, 6), steering)
+
+    def _adopt_candidate(self, request: PlayRequest, steering: Steering) -> Plan | None:
+        if self.candidate is None or request.kind != ANSWER or self.plans:
+            return None
+        key, plan = self.candidate
+        self.candidate = None
+        ahead = self.context.ahead
+        if key != self._candidate_key(request, steering) or not ahead or ahead[0].tag is not plan:
+            self.speculation["missed"] += 1
+            self.context.rollback()
+            return None
+        shift = request.start_s - ahead[0].note.onset_s
+        for item in ahead:
+            item.note = replace(item.note, onset_s=item.note.onset_s + shift)
+            item.event = replace(item.event, onset_s=item.event.onset_s + shift)
+        end = request.end_s
+        while ahead and ahead[-1].note.onset_s >= end:
+            ahead.pop()
+        plan.request, plan.speculative, plan.rng = request, False, plan.rng
+        plan.notes_ahead = len(ahead)
+        self.plans.append(plan)
+        self.speculation["adopted"] += 1
+        return plan
