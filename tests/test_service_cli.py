@@ -49,7 +49,7 @@ def test_run_as_a_service_reports_ready_feeds_the_watchdog_and_stops_in_silence(
         got = _datagrams(sock, lambda g: any("READY=1" in d.split("\n") for d in g), 30)
         ready = [d for d in got if "READY=1" in d.split("\n")]
         assert ready, f"no READY=1; got {got}"
-        assert "STATUS=playing: voice markov" in ready[0]
+        assert "STATUS=playing: voice transformer[" in ready[0]
         pings = _datagrams(sock, lambda g: g.count("WATCHDOG=1") >= 3, 10)
         assert pings.count("WATCHDOG=1") >= 3
         probe.connect()

@@ -44,6 +44,7 @@ def box_config(args, settings: Settings) -> BoxConfig:
     settings.styles = args.style or settings.styles
     return BoxConfig(backend=args.backend, inputs=args.input, outputs=args.output,
                      autoconnect=args.autoconnect, din=args.din, voice=args.voice,
+                     model_backend=args.model_backend, lookahead_s=args.lookahead_s,
                      mode=settings.mode, style=settings.styles, seed=args.seed,
                      clock_out=args.clock_out, capture=args.capture,
                      output_latency_ms=dict(args.output_latency), controls=settings.controls)

@@ -39,7 +39,9 @@ class BoxConfig:
     outputs: list[str] = field(default_factory=list)
     autoconnect: str | None = None  # regex of hardware ports to follow; None: backend default; "": off
     din: str | None = None          # serial device for 5-pin DIN in/out
-    voice: str = "markov"
+    voice: str = "transformer"      # falls back to markov when the model cannot be used
+    model_backend: str = "auto"     # transformer engine: auto (onnx when it is there), onnx, torch
+    lookahead_s: float = 1.5        # how far ahead the transformer samples
     mode: str = "call-response"
     style: str = "mehldau"
     seed: int = 0
@@ -75,8 +77,10 @@ class Box:
         if voice is None:
             from sideman.play.voices import make_voice
 
+            model_options = {"backend": config.model_backend, "horizon_s": config.lookahead_s} \
+                if config.voice == "transformer" else {}
             voice = make_voice(config.voice, config.mode, config.style, config.controls, config.seed,
-                               warn=lambda text: self.announce(f"warning: {text}"))
+                               warn=lambda text: self.announce(f"warning: {text}"), **model_options)
         self.voice = voice
         self.outputs = OutputFanout()
         self.recorder = SessionRecorder() if config.capture else None

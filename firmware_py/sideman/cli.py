@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--keep-at", type=float, action="append", default=[], metavar="SECONDS",
                       help="press 'keep that phrase' at this time of IN.mid (for --mode variation)")
     play.add_argument("--json", action="store_true", help="print the summary as JSON")
+    play.add_argument("--voice", choices=["transformer", "markov"], default="transformer",
+                      help="who answers (default: the transformer; the Markov voice when it cannot run)")
+    _add_model_flags(play)
     _add_session_flags(play)
     add_control_flags(play)
 
@@ -109,15 +112,27 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                      help="never connect to hardware ports by ourselves")
     parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS0 on a Jetson Orin; "
                              "auto: the UART in the pin map, when it exists (the service uses this)")
-    parser.add_argument("--voice", choices=["markov", "echo", "none"], default="markov",
-                     help="markov: the musician (default); echo: repeats you a bar later an octave up "
+    parser.add_argument("--voice", choices=["transformer", "markov", "echo", "none"], default="transformer",
+                     help="transformer: the musician (default; the Markov voice stands in when the model cannot "
+                          "run); markov: the Markov voice alone; echo: repeats you a bar later an octave up "
                           "(a plumbing check); none: thru only")
+    _add_model_flags(parser)
     _add_session_flags(parser, saved=True)
     parser.add_argument("--clock-out", action="store_true", help="send MIDI clock at --tempo-bpm")
     parser.add_argument("--no-capture", dest="capture", action="store_false", help="do not save the session as MIDI")
     parser.add_argument("--output-latency", action="append", default=[], type=_parse_latency, metavar="PATTERN=MS",
                      help="latency compensation for outputs whose name contains PATTERN")
     add_control_flags(parser)
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    from sideman.model.backends import BACKEND_NAMES
+
+    parser.add_argument("--model-backend", choices=list(BACKEND_NAMES), default="auto",
+                        help="the transformer's engine: auto (onnx when onnxruntime and the exported graphs are "
+                             "there, else torch), onnx, torch")
+    parser.add_argument("--lookahead-s", type=float, default=1.5, metavar="SECONDS",
+                        help="how far ahead of the music the transformer samples (default 1.5)")
 
 
 def _add_session_flags(parser: argparse.ArgumentParser, saved: bool = False) -> None:
@@ -177,7 +192,7 @@ def cmd_play(args) -> int:
     from sideman.midi_files import MidiFileError, read_performance
     from sideman.play.duet_files import write_duet_midi, write_piano_roll
     from sideman.play.simulate import play_performance
-    from sideman.play.voices import make_session
+    from sideman.play.voices import make_session, make_transformer_session
 
     try:
         human = read_performance(args.input, track_names=set(args.track) or None)
@@ -188,8 +203,13 @@ def cmd_play(args) -> int:
         print(f"sideman: error: {args.input}: no notes in the chosen tracks", file=sys.stderr)
         return 2
     controls = values_from_args(args)
-    session = make_session(args.mode, args.style, controls, args.seed,
-                           warn=lambda text: print(f"sideman: warning: {text}", file=sys.stderr))
+    warn = lambda text: print(f"sideman: warning: {text}", file=sys.stderr)  # noqa: E731
+    if args.voice == "transformer":
+        # Offline: time is simulated, so there is no step budget (a slow machine renders the same duet).
+        session = make_transformer_session(args.mode, args.style, controls, args.seed, backend=args.model_backend,
+                                           horizon_s=args.lookahead_s, step_budget_s=None, warn=warn)
+    else:
+        session = make_session(args.mode, args.style, controls, args.seed, warn=warn)
     keep_cc = int(controls["keep_cc"])
     duet = play_performance(human, session, extra_messages=[(t, (0xB0, keep_cc, 127)) for t in args.keep_at])
     write_duet_midi(Path(args.out), duet.human, duet.ai, ai_channel=int(controls["ai_channel"]) - 1)

@@ -1,21 +1,28 @@
-"""Which voice the box plays with: the session on the Markov voice (default), or the plumbing
-voices (echo, none). A missing or corrupt Markov table never stops the music: the voice then
-learns only from what the player plays (Continuator-style) and says so."""
+"""Which voice the box plays with: the session on the transformer (default), on the Markov voice,
+or the plumbing voices (echo, none).
+
+Nothing missing stops the music: a missing or corrupt transformer (or no torch) leaves the session
+on the Markov voice, and a missing or corrupt Markov table leaves that voice learning only from
+what the player plays (Continuator-style); each says so."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from sideman.model.echo import VOICES as PLUMBING_VOICES
 from sideman.controls import CONTROLS
 from sideman.model.markov import DEFAULT_STYLE, MarkovError, MarkovModel, load_style
+from sideman.paths import models_dir
 from sideman.play.improviser import MarkovImproviser
+from sideman.play.live_transformer import HORIZON_S, STEP_BUDGET_S, TransformerImproviser
 from sideman.play.session import Session
 from sideman.play.steering import parse_style
 
 log = logging.getLogger("sideman.voices")
 
-VOICE_NAMES = ("markov", "echo", "none")
+VOICE_NAMES = ("transformer", "markov", "echo", "none")
+TRANSFORMER_DIR = "transformer"   # under models/
 
 
 def load_styles(style_spec: str = DEFAULT_STYLE, warn=log.warning) -> tuple[dict[str, MarkovModel], list[str]]:
@@ -49,8 +56,47 @@ def make_session(mode: str = "call-response", style_spec: str = DEFAULT_STYLE, c
     return session
 
 
+def make_transformer_session(mode: str = "call-response", style_spec: str = DEFAULT_STYLE,
+                             controls: dict | None = None, seed: int = 0, answer_on_grid: bool = True,
+                             model_dir: Path | str | None = None, backend: str = "auto",
+                             horizon_s: float = HORIZON_S, step_budget_s: float | None = STEP_BUDGET_S,
+                             warn=log.warning) -> Session:
+    """A session on the transformer, the Markov voice standing by (it takes over on any trouble).
+    The model is loaded, its backend opened and warmed up here, before the box reports ready.
+    step_budget_s=None: no budget (offline rendering, where time is simulated)."""
+    session = make_session(mode, style_spec, controls, seed, answer_on_grid, warn)
+    folder = Path(model_dir) if model_dir is not None else models_dir() / TRANSFORMER_DIR
+    try:
+        from sideman.model.backends import BackendError, open_backend
+        from sideman.model.bundle import ModelFileError, load_bundle
+    except ImportError as exc:   # no torch on this machine
+        return _markov_instead(session, f"the transformer needs torch ({exc})", warn)
+    try:
+        bundle = load_bundle(folder)
+    except ModelFileError as exc:
+        return _markov_instead(session, str(exc), warn)
+    try:
+        engine = open_backend(bundle, backend)
+    except BackendError as exc:
+        warn(f"model backend {backend}: {exc}; the transformer runs on torch")
+        engine = open_backend(bundle, "torch")
+    engine.warm_up()
+    session.improviser = TransformerImproviser(bundle, engine, session.improviser, horizon_s=horizon_s,
+                                               step_budget_s=step_budget_s)
+    return session
+
+
+def _markov_instead(session: Session, problem: str, warn) -> Session:
+    message = f"{problem}; the Markov voice plays instead"
+    warn(message)
+    session.warnings.append(message)
+    return session
+
+
 def make_voice(name: str, mode: str = "call-response", style_spec: str = DEFAULT_STYLE,
-               controls: dict | None = None, seed: int = 0, warn=log.warning):
+               controls: dict | None = None, seed: int = 0, warn=log.warning, **model_options):
+    if name == "transformer":
+        return make_transformer_session(mode, style_spec, controls, seed, warn=warn, **model_options)
     if name == "markov":
         return make_session(mode, style_spec, controls, seed, warn=warn)
     try:
