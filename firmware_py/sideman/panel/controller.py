@@ -74,6 +74,10 @@ class PanelController:
         self.settings_file = settings_file
         self.clock = clock
         if styles_available is None:
+            # The styles the voice playing knows (the transformer's style table, else the
+            # Markov tables shipped).
+            styles_available = getattr(box.voice, "available_styles", None)
+        if styles_available is None:
             from sideman.model.markov import available_styles as styles_available
         self.styles_available = styles_available
         self.midi = MidiControlMap(settings.cc_map,
@@ -304,7 +308,10 @@ class PanelController:
             models, problems = load_styles(spec, warn=log.warning)
             names = tuple(name for name, _ in parse_style(spec))
             self.box.engine.call_soon(lambda: voice.use_styles(names, models))
-            if problems:
+            playable = set(self.styles_available())
+            if problems and not all(name in playable for name in names):
+                # (A style the transformer knows plays even without its Markov table: only the
+                # stand-in voice then learns it from the player.)
                 self._show_alert(now, "STYLE MISSING", *problems[0][:40].split(": ", 1))
         self.settings.styles = self.box.config.style = spec
         self._changed(now)

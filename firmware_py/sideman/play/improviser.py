@@ -53,6 +53,11 @@ class MarkovImproviser:
     def think(self, session, t_s: float) -> None: ...
     def cancel(self, session, t_s: float) -> None: ...
 
+    @staticmethod
+    def available_styles() -> list[str]:
+        from sideman.model.markov import available_styles
+        return available_styles()
+
     def blend_for(self, steering: Steering):
         """The model mix the steering asks for (the style blend is read at every request)."""
         pairs = [(self.styles[name], w) for name, w in steering.styles if name in self.styles and w > 0]

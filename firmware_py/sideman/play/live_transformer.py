@@ -142,6 +142,9 @@ class TransformerImproviser:
                 "speculation": dict(self.speculation), "rollbacks": self.rollbacks,
                 "cache_slides": self.context.slides}
 
+    def available_styles(self) -> list[str]:
+        return sorted(s.name for s in self.bundle.styles)
+
     def learn(self, notes: list[Note]) -> None:
         self.fallback.learn(notes)   # the Markov voice keeps learning the player, ready to take over
 

@@ -195,6 +195,10 @@ class Session:
         self.improviser.styles.update(models)
         self.styles = tuple(styles)
 
+    def available_styles(self) -> list[str]:
+        """The style names this session's voice can play (the panel's partner list)."""
+        return self.improviser.available_styles()
+
     def set_mode(self, mode: str, t_s: float) -> None:
         self.policy = make_policy(mode)
         self.hush(t_s)

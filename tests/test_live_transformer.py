@@ -1,0 +1,393 @@
+"""The transformer as the live voice: lookahead, commit and rollback, steering, speculative
+answers, the Markov voice taking over, and the backends agreeing with each other.
+
+Most tests run a tiny random model saved in code (fast, no corpus); the ones about what a musician
+hears with the shipped model use models/transformer (in the repository)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sideman.controls import CONTROLS  # noqa: E402
+from sideman.model.backends import OnnxBackend, TorchBackend, open_backend  # noqa: E402
+from sideman.model.bundle import Style, load_bundle, save_bundle  # noqa: E402
+from sideman.model.conditioning import MODEL_MODES  # noqa: E402
+from sideman.model.events import AI, HUMAN, Note  # noqa: E402
+from sideman.model.live_stream import LiveContext  # noqa: E402
+from sideman.paths import models_dir  # noqa: E402
+from sideman.play.improviser import MarkovImproviser  # noqa: E402
+from sideman.play.live_transformer import TransformerImproviser  # noqa: E402
+from sideman.play.session import COMMIT_AHEAD_S, Session  # noqa: E402
+from sideman.play.simulate import play_performance  # noqa: E402
+from sideman.play.voices import make_transformer_session  # noqa: E402
+
+from music_fixtures import fixture_markov, varied_line  # noqa: E402
+from test_transformer import tiny_model  # noqa: E402
+
+SHIPPED = models_dir() / "transformer"
+STYLES = ("swing", "stride", "ballad")
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-model")
+    styles = [Style(name, name.title(), row) for row, name in enumerate(STYLES)]
+    save_bundle(folder, tiny_model(seed=3, context=64, n_styles=4), styles, "swing")
+    return load_bundle(folder)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_bundle(SHIPPED)
+
+
+def session_on(bundle, mode="call-response", seed=0, backend=None, styles=("swing", "stride"), **controls):
+    values = {c.name: c.default for c in CONTROLS}
+    values.update(controls)
+    improviser = TransformerImproviser(bundle, backend or TorchBackend(bundle.model), MarkovImproviser(fixture_markov()),
+                                       step_budget_s=None)
+    return Session(improviser, mode=mode, controls=values, styles=styles, seed=seed)
+
+
+def call_phrases(n: int = 6, seed: int = 0, gap_s: float = 2.5) -> list[Note]:
+    """Phrases of eight notes in mixed rhythm, each followed by room for an answer."""
+    notes, t = [], 0.0
+    for k in range(n):
+        phrase = [replace(note, onset_s=note.onset_s + t) for note in varied_line(8, seed + k)]
+        notes += phrase
+        t = max(n.onset_s + n.duration_s for n in phrase) + gap_s
+    return notes
+
+
+def human_events(n=12, start=0.0):
+    return [(3, 60 + (i * 5) % 17, 4, 9, HUMAN) for i in range(n)], [start + 0.2 * i for i in range(n)]
+
+
+def _same(a, b) -> bool:
+    ha, ta, (ka, va) = a.h, a.time_logits, _arrays(a.cache)
+    hb, tb, (kb, vb) = b.h, b.time_logits, _arrays(b.cache)
+    return all(np.array_equal(x, y) for x, y in ((ha, hb), (ta, tb), (ka, kb), (va, vb)))
+
+
+def _arrays(cache):
+    return tuple(np.asarray(c.numpy() if hasattr(c, "numpy") else c) for c in cache)
+
+
+def fresh_context(backend, committed, style, mode=1):
+    context = LiveContext(backend)
+    context.start(style, mode, 0.0)
+    for event in committed:
+        context.append(replace(event, style=context.style_index(style)))
+    return context
+
+
+# --- lookahead, commit, rollback ---------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_rollback_leaves_exactly_the_state_a_fresh_recompute_would(tiny_bundle, shipped, engine):
+    bundle = tiny_bundle if engine == "torch" else shipped
+    backend = open_backend(bundle, engine)
+    style = np.asarray(bundle.model.style_vector(bundle.style_weights({bundle.default_style: 1.0}))[0].detach().numpy())
+    context = LiveContext(backend)
+    context.start(style, 1, 0.0)
+    events, onsets = human_events(10)
+    for event, onset in zip(events, onsets):
+        context.append(context.make_event(event, onset, 0.0, 1, style))
+    # The AI samples ahead three notes, one of them is played (committed), the player comes in.
+    for i, pitch in enumerate((50, 53, 57, 60)):
+        context.push_ahead(context.make_event((5, pitch, 6, 8, AI), onsets[-1] + 0.1 * (i + 1), 0.0, 1, style))
+    context.commit_next()
+    context.append(context.make_event((4, 72, 5, 10, HUMAN), onsets[-1] + 0.15, 0.0, 1, style))
+    assert not context.ahead
+    fresh = fresh_context(backend, context.committed, style)
+    assert [e.encoded for e in fresh.committed] == [e.encoded for e in context.committed]
+    assert _same(context.state, fresh.state), "rollback must leave the state of a fresh recompute, bit for bit"
+    assert context.position == fresh.position
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_sliding_the_cache_prefills_what_stepping_would_compute(tiny_bundle, shipped, engine):
+    bundle = tiny_bundle if engine == "torch" else shipped
+    backend = open_backend(bundle, engine)
+    style = np.asarray(bundle.model.style_vector(bundle.style_weights({bundle.default_style: 1.0}))[0].detach().numpy())
+    context = LiveContext(backend)
+    context.start(style, 1, 0.0)
+    n = backend.context + 5   # past the end: the cache slides once
+    for i in range(n):
+        voice = HUMAN if i % 3 else AI
+        context.append(context.make_event((3 + i % 5, 48 + (i * 7) % 36, 4, 8, voice), 0.15 * i, 0.0, 1, style))
+    assert context.slides == 1
+    assert context.position == len(context.committed) + 1 <= backend.context
+    stepped = LiveContext(backend)
+    stepped.start(style, 1, 0.0)
+    stepped.style_vectors = context.style_vectors
+    out = stepped.state
+    for i, event in enumerate(context.committed):
+        out = stepped._step(event, out, i + 1)
+    np.testing.assert_allclose(context.state.h, out.h, atol=2e-4)
+    np.testing.assert_allclose(context.state.time_logits, out.time_logits, atol=2e-4)
+
+
+def test_the_player_rolls_the_lookahead_back_and_it_is_sampled_again_after_them(tiny_bundle):
+    session = session_on(tiny_bundle, mode="duet")
+    line = varied_line(24, 1)
+    messages = []
+    for note in line:
+        messages.append((note.onset_s, (0x90, note.pitch, note.velocity)))
+        messages.append((note.onset_s + note.duration_s, (0x80, note.pitch, 0)))
+    messages.sort()
+    voice = session.improviser
+    t, i, rolled_back_after = 0.0, 0, []
+    while t < line[-1].onset_s + 2:
+        while i < len(messages) and messages[i][0] <= t:
+            at, message = messages[i]
+            had_ahead = bool(voice.context.ahead)
+            out = session.hear(message, int(at * 1e9))
+            if message[0] == 0x90:
+                # The human event is in the context; whatever the AI has sampled since comes after
+                # it (nothing sampled before it survived).
+                committed = voice.context.committed
+                here = max(k for k, e in enumerate(committed) if e.encoded[4] == HUMAN and e.onset_s == at)
+                assert all(e.onset_s >= at for e in committed[here + 1:])
+                assert all(item.event.onset_s >= at for item in voice.context.ahead)
+                if had_ahead:
+                    rolled_back_after.append(at)
+            for item in out:
+                if item != "hush" and item[1][0] & 0xF0 == 0x90:
+                    assert item[0] / 1e9 <= at + COMMIT_AHEAD_S + 1e-9, "a note committed earlier than its commit point"
+            i += 1
+        out = session.tick(int(t * 1e9))
+        for item in out:
+            if item != "hush" and item[1][0] & 0xF0 == 0x90:
+                assert item[0] / 1e9 <= t + COMMIT_AHEAD_S + 1e-9, "a note committed earlier than its commit point"
+        if voice.context.ahead and voice.plans:
+            # The lookahead reaches the horizon (or the end of what was asked for).
+            last = voice.context.ahead[-1].event.onset_s
+            assert last > t or voice._generating_plan() is None
+        t += 0.005
+    assert len(rolled_back_after) >= 5
+    assert voice.rollbacks >= len(rolled_back_after)
+
+
+def test_same_seed_same_duet_other_seed_other_duet(tiny_bundle):
+    human = call_phrases(4)
+
+    def duet(seed):
+        return [(round(n.onset_s, 6), n.pitch, n.velocity) for n in play_performance(human, session_on(tiny_bundle, seed=seed)).ai]
+
+    first = duet(7)
+    assert first and first == duet(7)
+    assert first != duet(8)
+
+
+def test_in_call_and_response_no_ai_note_sounds_during_the_players_phrase(shipped):
+    human = call_phrases(8, seed=3)
+    session = make_transformer_session("call-response", seed=2, step_budget_s=None)
+    assert isinstance(session.improviser, TransformerImproviser)
+    result = play_performance(human, session)
+    assert result.ai_onsets_during_human_notes() == 0
+    phrases = [(p.start_s, p.end_s) for p in session.log.phrases]
+    assert len(phrases) == 8
+    for note in result.ai:
+        assert not any(start <= note.onset_s <= end for start, end in phrases), f"AI note at {note.onset_s:.3f} s inside a phrase"
+    answered = [a for a in session.log.answers if a.first_note_s is not None]
+    assert len(answered) == 8
+    beats = [(a.first_note_s - a.phrase_end_s) / a.beat_s for a in answered]
+    assert float(np.median(beats)) <= 1.0, f"answers start {beats} beats after the phrase"
+
+
+def test_a_speculative_answer_is_ready_when_the_phrase_ends(tiny_bundle):
+    session = session_on(tiny_bundle, seed=1)
+    result = play_performance(call_phrases(5, seed=4), session)
+    voice = session.improviser
+    assert voice.speculation["computed"] >= 5
+    assert voice.speculation["adopted"] >= 4, voice.speculation
+    # An adopted answer still starts where the session put it.
+    for answer in session.log.answers:
+        if answer.first_note_s is not None:
+            assert answer.first_note_s == pytest.approx(answer.start_s, abs=1e-6)
+    assert result.ai
+
+
+# --- steering -------------------------------------------------------------------------------------
+
+def _next_event_distribution(bundle, blend, temperature=1.0, mode="answer"):
+    backend = TorchBackend(bundle.model)
+    with torch.no_grad():
+        style = bundle.model.style_vector(bundle.style_weights(blend))[0].numpy()
+    context = LiveContext(backend)
+    context.start(style, MODEL_MODES.index(mode), 0.0)
+    events, onsets = human_events(12)
+    for event, onset in zip(events, onsets):
+        context.append(context.make_event(event, onset, 0.0, MODEL_MODES.index(mode), style))
+    state = context.state
+    z = backend.pitch_logits(state.h, AI, 5) / temperature
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+def test_the_style_blend_and_temperature_change_the_distribution_of_what_is_played(shipped):
+    mehldau = _next_event_distribution(shipped, {"mehldau": 1.0})
+    tatum = _next_event_distribution(shipped, {"tatum": 1.0})
+    half = _next_event_distribution(shipped, {"mehldau": 0.5, "tatum": 0.5})
+
+    def kl(p, q):
+        return float(np.sum(p * np.log((p + 1e-12) / (q + 1e-12))))
+
+    assert kl(mehldau, tatum) > 0.01
+    assert 0 < kl(half, mehldau) < kl(tatum, mehldau) and 0 < kl(half, tatum) < kl(mehldau, tatum)
+    cool = _next_event_distribution(shipped, {"mehldau": 1.0}, temperature=0.5)
+    hot = _next_event_distribution(shipped, {"mehldau": 1.0}, temperature=1.6)
+
+    def entropy(p):
+        return float(-np.sum(p * np.log(p + 1e-12)))
+
+    assert entropy(cool) < entropy(mehldau) < entropy(hot)
+
+
+def test_the_knobs_act_on_the_notes_played(tiny_bundle):
+    human = call_phrases(6, seed=5)
+
+    def ai_notes(**controls):
+        return play_performance(human, session_on(tiny_bundle, seed=4, **controls)).ai
+
+    base = ai_notes()
+    other_style = ai_notes(style_blend=1.0)
+    assert [n.pitch for n in base] != [n.pitch for n in other_style]
+    cold, hot = ai_notes(temperature=0.2), ai_notes(temperature=2.0)
+    assert len({n.pitch for n in cold}) < len({n.pitch for n in hot})
+    low = ai_notes(register_shift=-24)
+    assert np.mean([n.pitch for n in low]) < np.mean([n.pitch for n in base]) - 12
+
+
+# --- degradation ------------------------------------------------------------------------------------
+
+def test_a_corrupt_or_missing_model_leaves_the_markov_voice_playing_and_says_so(tmp_path):
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    for name in ("manifest.json", "weights.pt"):
+        shutil.copy(SHIPPED / name, folder / name)
+    shutil.copytree(SHIPPED / "styles", folder / "styles")
+    data = bytearray((folder / "weights.pt").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = b"\0" * 64
+    (folder / "weights.pt").write_bytes(bytes(data))
+    said = []
+    session = make_transformer_session("call-response", model_dir=folder, warn=said.append)
+    assert isinstance(session.improviser, MarkovImproviser)
+    assert said and "weights.pt" in said[0] and "Markov voice plays instead" in said[0]
+    assert session.warnings == said
+    result = play_performance(call_phrases(2), session)
+    assert result.ai, "the Markov voice answers"
+    said.clear()
+    session = make_transformer_session("call-response", model_dir=tmp_path / "nowhere", warn=said.append)
+    assert isinstance(session.improviser, MarkovImproviser) and "Markov voice plays instead" in said[0]
+
+
+def test_corrupt_onnx_graphs_leave_the_transformer_on_torch(tmp_path):
+    folder = tmp_path / "transformer"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("samples", "*.png", "*.csv"))
+    (folder / "onnx" / "step.onnx").write_bytes(b"not a graph")
+    said = []
+    session = make_transformer_session("call-response", model_dir=folder, warn=said.append)
+    assert isinstance(session.improviser, TransformerImproviser)
+    assert session.improviser.backend.name == "torch"
+    assert any("step.onnx" in text and "torch" in text for text in said)
+
+
+class SlowBackend:
+    """The real backend, made slow on demand (a busy CPU, a thermal throttle)."""
+
+    def __init__(self, inner, delay_s):
+        self.inner, self.delay_s, self.slow = inner, delay_s, True
+        self.name, self.context, self.d_model = "slow-" + inner.name, inner.context, inner.d_model
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def step(self, *args):
+        if self.slow:
+            time.sleep(self.delay_s)
+        return self.inner.step(*args)
+
+
+def test_steps_over_budget_hand_over_to_markov_without_a_gap_and_the_transformer_comes_back(tiny_bundle):
+    backend = SlowBackend(TorchBackend(tiny_bundle.model), delay_s=0.03)
+    values = {c.name: c.default for c in CONTROLS}
+    voice = TransformerImproviser(tiny_bundle, backend, MarkovImproviser(fixture_markov()),
+                                  step_budget_s=0.005, retry_s=6.0)
+    session = Session(voice, mode="duet", controls=values, styles=("swing",), seed=0)
+    line = varied_line(120, 2)   # 30+ s of playing: the duet plays along all the time
+    statuses = []
+    original = voice._fall_back
+
+    def watched(reason, now_s):
+        statuses.append((now_s, reason))
+        original(reason, now_s)
+        backend.slow = False   # the CPU calms down: the next try goes well
+    voice._fall_back = watched
+    result = play_performance(line, session)
+    assert statuses and "over budget" in statuses[0][1]
+    fell_at = statuses[0][0]
+    # The duet went on: AI notes within every second after the hand-over until the end of the line.
+    onsets = np.array([n.onset_s for n in result.ai])
+    for second in np.arange(fell_at, min(fell_at + 6.0, line[-1].onset_s - 1), 0.5):
+        assert np.any((onsets >= second) & (onsets < second + 1.5)), f"a gap in the duet at {second:.1f} s"
+    assert voice.healthy, "the transformer plays again after its rest"
+    assert voice.status["voice"] == "transformer"
+    assert len(statuses) == 1
+
+
+# --- backends ---------------------------------------------------------------------------------------
+
+def test_onnx_and_torch_backends_agree_on_the_shipped_model(shipped):
+    torch_backend, onnx_backend = TorchBackend(shipped.model), open_backend(shipped, "onnx")
+    assert isinstance(onnx_backend, OnnxBackend)
+    style = shipped.model.style_vector(shipped.style_weights({"mehldau": 1.0}))[0].detach().numpy()
+    a = LiveContext(torch_backend)
+    b = LiveContext(onnx_backend)
+    for context in (a, b):
+        context.start(style, 1, 0.1)
+    events, onsets = human_events(30)
+    for event, onset in zip(events, onsets):
+        for context in (a, b):
+            context.append(context.make_event(event, onset, 0.1, 1, style))
+    np.testing.assert_allclose(a.state.h, b.state.h, atol=1e-3)
+    np.testing.assert_allclose(a.state.time_logits, b.state.time_logits, atol=1e-3)
+    for backend_a, backend_b in ((torch_backend, onnx_backend),):
+        np.testing.assert_allclose(backend_a.pitch_logits(a.state.h, AI, 4), backend_b.pitch_logits(a.state.h, AI, 4), atol=1e-3)
+        np.testing.assert_allclose(backend_a.velocity_logits(a.state.h, AI, 4, 60, 5),
+                                   backend_b.velocity_logits(a.state.h, AI, 4, 60, 5), atol=1e-3)
+
+
+def test_auto_picks_onnx_when_the_graphs_are_there_and_warm_up_reports_its_time(shipped):
+    backend = open_backend(shipped, "auto")
+    assert backend.name == "onnx"
+    assert backend.warm_up(steps=4) > 0
+
+
+WJAZZD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wjazzd"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not WJAZZD.is_dir(), reason="needs ../shared/data/wjazzd")
+def test_wjazzd_solos_are_answered_within_a_beat_and_never_interrupted():
+    from sideman.midi_files import read_performance
+
+    beats, interruptions = [], 0
+    for path in sorted(WJAZZD.glob("*.mid"))[:4]:
+        session = make_transformer_session("call-response", seed=1, step_budget_s=None)
+        duet = play_performance(read_performance(path), session)
+        interruptions += duet.ai_onsets_during_human_notes()
+        beats += [(a.first_note_s - a.phrase_end_s) / a.beat_s for a in session.log.answers
+                  if a.first_note_s is not None and a.phrase_end_s is not None]
+    assert len(beats) >= 40
+    assert float(np.median(beats)) <= 1.0
+    assert interruptions == 0
