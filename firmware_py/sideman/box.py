@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -28,6 +29,7 @@ from sideman.schedule.shaping import SwingGrid, VelocityShape
 
 log = logging.getLogger("sideman.box")
 
+GIL_SWITCH_S = 0.0002
 VIRTUAL_IN = ("sideman", "in")        # shows up as "sideman:in"
 VIRTUAL_OUT = ("sideman-out", "out")  # shows up as "sideman-out:out"
 
@@ -138,6 +140,10 @@ class Box:
 
     def _start(self) -> None:
         config = self.config
+        # The sender and input threads must get the interpreter within a fraction of a millisecond
+        # while the engine thread samples the model (pure Python between numpy/onnxruntime calls):
+        # Python's default switch interval would let the engine hold it for 5 ms at a time.
+        sys.setswitchinterval(GIL_SWITCH_S)
         c = config.controls
         if c["swing_strength"] > 0:
             self.scheduler.swing = SwingGrid(now_ns(), int(60 * NS_PER_S / c["tempo_bpm"]),

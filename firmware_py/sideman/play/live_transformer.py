@@ -55,7 +55,8 @@ OVERRUNS_TO_FALL_BACK = 3  # within the last OVERRUN_WINDOW events (or one 5x ov
 OVERRUN_WINDOW = 32
 RETRY_S = 10.0            # after a fall-back, try the transformer again after this (doubling)
 MAX_RETRY_S = 120.0
-STEPS_PER_TICK = 12       # lookahead work per engine tick, so a tick stays a few ms
+STEPS_PER_TICK = 2        # lookahead events per engine tick (1-3 ms on the box): a tick never holds up the next
+SLIDE_MARGIN = 16         # slide the cache this many events before it is full, in a quiet tick
 CANDIDATE_EVENTS = 8      # a speculative answer's length (the rest is sampled as it plays)
 
 # Steering scales: controls are 0..1, the model's logits are in nats.
@@ -163,10 +164,7 @@ class TransformerImproviser:
                     log.warning("the transformer has no style %r; the blend uses its other styles", name)
             if not blend:
                 blend = {self.bundle.default_style: 1.0}
-            import torch
-
-            with torch.no_grad():
-                vector = self.bundle.model.style_vector(self.bundle.style_weights(blend))[0].numpy().astype(np.float32)
+            vector = self.bundle.style_vector(blend)
             self._style_cache[key] = vector
         return vector
 
@@ -201,12 +199,17 @@ class TransformerImproviser:
         gap = 0.0 if last is None else max(0.0, t_s - last)
         event = self.context.make_event((time_bin(gap), token, db, vb, HUMAN), t_s, self._tempo, self._mode,
                                         self.style_vector(session.steering))
+        self._forget_lookahead()
+        self._try(self.context.append, event)
+
+    def _forget_lookahead(self) -> None:
+        """Roll the lookahead back: the plans sample again from the newest committed event."""
         if self.context.ahead:
             self.rollbacks += 1
+        self.context.rollback()
         self.candidate = None
         for plan in self.plans:
             plan.notes_ahead, plan.exhausted = 0, False
-        self._try(self.context.append, event)
 
     def _guess_duration(self, session: "Session") -> float:
         current = session.listener.phrases.current
@@ -247,6 +250,12 @@ class TransformerImproviser:
             log.warning("the transformer plays again (after a rest of %.0f s)", self._retry_s)
         self._now = t_s
         if not self.healthy or not self._try(self._ensure_started, session, t_s):
+            return
+        if self.context.position >= self.backend.context - SLIDE_MARGIN:
+            # Slide the cache now, in a tick with nothing due, rather than when a note is wanted
+            # (a prefill takes ~10 ms here); what was sampled ahead is sampled again.
+            self._forget_lookahead()
+            self._try(self.context.slide)
             return
         self.plans = [p for p in self.plans if not (p.exhausted and p.notes_ahead == 0) or p.fallback is not None]
         if self.plans:
@@ -414,26 +423,30 @@ class TransformerImproviser:
 
     # --- speculative answers ---------------------------------------------------------------------
     def _speculate(self, session: "Session", t_s: float) -> None:
+        """Keep a candidate answer for the phrase ending as it stands; a few events per tick,
+        so no tick is long (its first event is there one tick after the key goes up)."""
         predicted = session.predicted_answer(t_s)
         if predicted is None:
             return
         key = self._candidate_key(predicted, session.steering)
-        if self.candidate is not None and self.candidate[0] == key:
+        if self.candidate is None or self.candidate[0] != key:
+            self.context.rollback()
+            plan = Plan(self, predicted, session.steering, session.state_now, session.rng, speculative=True)
+            self.candidate = (key, plan)
+            self.speculation["computed"] += 1
+        plan = self.candidate[1]
+        if plan.notes_ahead >= CANDIDATE_EVENTS or plan.exhausted:
             return
-        self.context.rollback()
-        plan = Plan(self, predicted, session.steering, session.state_now, session.rng, speculative=True)
         self.plans = [plan]
         try:
-            for _ in range(CANDIDATE_EVENTS):
-                if not self.context.room_ahead() or not self._sample_next(t_s):
+            for _ in range(STEPS_PER_TICK):
+                if plan.notes_ahead >= CANDIDATE_EVENTS or not self.context.room_ahead() or not self._sample_next(t_s):
                     break
         finally:
             self.plans = []
         if not self.healthy:
+            self.candidate = None
             self.context.rollback()
-            return
-        self.candidate = (key, plan)
-        self.speculation["computed"] += 1
 
     def _candidate_key(self, request: PlayRequest, steering: Steering) -> tuple:
         last = self.context.last_committed_onset_s

@@ -69,6 +69,7 @@ class Session:
         # the stream is over) and pop() (commit it).
         self._streams: deque[tuple[NoteStream, AnswerLog | None]] = deque()
         self._pedal_down = False
+        self._to_learn: list[list[Note]] = []   # phrases the voice learns in the next quiet tick
         self._sounding_until: dict[int, float] = {}   # AI pitch -> when its committed note ends
         self._out: list = []
         self._state_cache: tuple[float, ListenerState] | None = None
@@ -113,10 +114,17 @@ class Session:
             self.log.phrases.append(phrase)
             self._human_notes.extend(phrase.notes)
             self.policy.on_phrase_end(self, phrase, t)
-            self.improviser.learn(phrase.notes)  # after answering: the answer must not wait on it
+            self._to_learn.append(phrase.notes)
         self.policy.on_tick(self, t)
-        self.improviser.think(self, t)   # lookahead, speculative answers (the transformer)
         self._commit(t)
+        if not self._out:
+            # Work that can wait, only in ticks that send nothing (an answer decided this tick
+            # leaves first; this runs in the next tick, 5 ms later): the voice learns the phrase,
+            # then the lookahead and speculative answers (the transformer).
+            while self._to_learn:
+                self.improviser.learn(self._to_learn.pop(0))
+            self.improviser.think(self, t)
+            self._commit(t)
         return self._out
 
     # --- what policies call -----------------------------------------------------------------------
