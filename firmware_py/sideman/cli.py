@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     reaction.add_argument("--phrases", type=int, default=100)
     reaction.add_argument("--period", type=int, default=64, help="JACK period in frames")
     reaction.add_argument("--rate", type=int, default=48000)
+    reaction.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
+    reaction.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
+    model_bench = bench_kinds.add_parser("model", help="the transformer per event on each backend (own process each): "
+                                                       "ready time, event/step p50/p99, real-time factor, peak RSS")
+    model_bench.add_argument("--json", action="store_true")
+    model_bench.add_argument("--backend", action="append", choices=["torch", "onnx"], default=[],
+                             help="backends to measure (default: torch and onnx)")
+    model_bench.add_argument("--events", type=int, default=2000)
     panel_bench = bench_kinds.add_parser("panel", help="OLED frames drawn on change only vs at every tick, over a scripted minute")
     panel_bench.add_argument("--seconds", type=float, default=60.0)
     panel_bench.add_argument("--json", action="store_true")
@@ -289,7 +297,12 @@ def cmd_bench(args) -> int:
     elif args.bench == "reaction":
         from sideman.bench.reaction import run_reaction_bench
 
-        result = run_reaction_bench(phrases=args.phrases, period=args.period, rate=args.rate)
+        result = run_reaction_bench(phrases=args.phrases, period=args.period, rate=args.rate, voice=args.voice,
+                                    model_backend=args.model_backend)
+    elif args.bench == "model":
+        from sideman.bench.model import run_model_bench
+
+        result = run_model_bench(tuple(args.backend) or ("torch", "onnx"), events=args.events)
     elif args.bench == "gaps":
         from pathlib import Path
 

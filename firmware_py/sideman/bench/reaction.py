@@ -21,17 +21,21 @@ from sideman.box import Box, BoxConfig
 from sideman.clock import NS_PER_S, now_ns
 from sideman.ports.jack_server import DummyJackServer
 from sideman.ports.contract import PortError
-from sideman.play.voices import make_session
+from sideman.play.voices import make_session, make_transformer_session
 
 PHRASE = (60, 64, 67, 71)
 NOTE_S = 0.06
 
 
-def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, seed: int = 1) -> dict:
+def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, seed: int = 1,
+                       voice: str = "transformer", model_backend: str = "auto") -> dict:
     arrivals: list[tuple[int, tuple]] = []
     lock = threading.Lock()
     with DummyJackServer(name=f"sideman-reaction-{os.getpid()}", rate=rate, period=period):
-        session = make_session("call-response", seed=seed, answer_on_grid=False)
+        if voice == "transformer":
+            session = make_transformer_session("call-response", seed=seed, answer_on_grid=False, backend=model_backend)
+        else:
+            session = make_session("call-response", seed=seed, answer_on_grid=False)
         box = Box(BoxConfig(backend="jack", autoconnect="", capture=False), voice=session,
                   announce=lambda text: None)
         box.start()
@@ -60,6 +64,9 @@ def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, 
                 subprocess.run(["jack_connect", a, b], check=True, stdout=subprocess.DEVNULL)
             time.sleep(0.3)
             ai_status = 0x90 | box.ai_channel
+            box.scheduler.timing_errors_ns.clear()
+            box.scheduler.immediate_delays_ns.clear()
+            cpu_start, process_start, wall_start = _box_cpu_s(box), time.process_time(), time.monotonic()
             reactions, thru, missed = [], [], 0
             for i in range(phrases):
                 sent = {}
@@ -82,6 +89,11 @@ def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, 
                         if m in sent and t >= sent[m]:
                             thru.append(t - sent.pop(m))
                 time.sleep(0.05)  # the next phrase barges into this answer (its hush is exercised too)
+            wall = time.monotonic() - wall_start
+            box_cpu_share = (_box_cpu_s(box) - cpu_start) / wall
+            process_cpu_share = (time.process_time() - process_start) / wall
+            timing_errors = list(box.scheduler.timing_errors_ns)
+            immediate = list(box.scheduler.immediate_delays_ns)
         finally:
             if sink is not None:
                 stop.set()
@@ -100,10 +112,44 @@ def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, 
         "period_ms": round(period / rate * 1000, 3),
         "phrases": phrases, "answers_measured": len(reactions), "missed": missed,
         "reaction": summary_ms(reactions),
+        "voice": session.improviser.name,
         "baseline_thru": summary_ms(thru),
+        # AI messages handed to the scheduler ahead of their time: actual send − scheduled time.
+        "timing_error": summary_ms(timing_errors),
+        # Those due at once when handed over (an answer's first note): send − due.
+        "immediate_send_delay": summary_ms(immediate),
+        # CPU over the run as a share of one core: the box's Python threads (engine with the
+        # voice, sender, MIDI input, hot-plug), and the whole process (an upper bound: it also
+        # counts the probe's busy-polling receiver and every JACK client thread).
+        "box_cpu_share_of_one_core": round(box_cpu_share, 3),
+        "process_cpu_share_of_one_core": round(process_cpu_share, 3),
+        "peak_rss_mb": _peak_rss_mb(),
         "p99_minus_thru_p99_ms": round(summary_ms(reactions)["p99_ms"] - summary_ms(thru)["p99_ms"], 3) if thru else None,
         "target_p99_ms": 10.0,
     }
+
+
+def _box_cpu_s(box) -> float:
+    """CPU seconds of the box's Python threads (engine, sender, MIDI input, hot-plug), from /proc."""
+    ids = {t.native_id for t in threading.enumerate() if t.name.startswith("sideman")}
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in ids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 def _wait_for(arrivals, lock, predicate, timeout_s: float = 3.0):

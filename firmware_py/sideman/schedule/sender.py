@@ -35,6 +35,7 @@ class _TimedSend:
     message: tuple = field(compare=False)
     slot: OutputSlot | None = field(compare=False)  # None: the capture copy (what was played, when)
     scheduled_ns: int = field(compare=False, default=0)
+    ahead: bool = field(compare=False, default=True)   # handed over before it was due
 
 
 class Scheduler:
@@ -49,7 +50,11 @@ class Scheduler:
         self.on_played = on_played
         self.realtime_priority = realtime_priority
         self.realtime = False  # whether the OS granted SCHED_FIFO
-        self.timing_errors_ns: deque[int] = deque(maxlen=10_000)  # actual - scheduled
+        # actual − scheduled send time, for messages handed over before they were due (the
+        # scheduler's own precision), and for those due at once or already late when handed over
+        # (an answer's first note decided this instant: the voice's reaction, not timing).
+        self.timing_errors_ns: deque[int] = deque(maxlen=10_000)
+        self.immediate_delays_ns: deque[int] = deque(maxlen=10_000)
         self.panics = 0
         self._queue: list[_TimedSend] = []
         self._seq = itertools.count()
@@ -66,9 +71,11 @@ class Scheduler:
         message = mm.with_channel(message, self.ai_channel)
         if mm.is_note_on(message):
             message = (message[0], message[1], self.velocity(message[2]))
+        now = now_ns()
         with self._cond:
             for slot in self.outputs.slots:
-                heapq.heappush(self._queue, _TimedSend(t_ns - slot.latency_ns, next(self._seq), message, slot, t_ns))
+                due = t_ns - slot.latency_ns
+                heapq.heappush(self._queue, _TimedSend(due, next(self._seq), message, slot, t_ns, due > now))
             heapq.heappush(self._queue, _TimedSend(t_ns, next(self._seq), message, None, t_ns))
             self._cond.notify()
 
@@ -161,4 +168,4 @@ class Scheduler:
                 self.on_played(item.message, item.scheduled_ns)
             return
         item.slot.send(item.message)
-        self.timing_errors_ns.append(now_ns() - item.due_ns)
+        (self.timing_errors_ns if item.ahead else self.immediate_delays_ns).append(now_ns() - item.due_ns)
