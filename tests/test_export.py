@@ -260,6 +260,17 @@ def test_manifest_lists_the_graphs_and_still_loads(exported):
     assert rc == 0 and json.loads(out)["ok"]
 
 
+def test_the_export_lets_onnxruntime_blend_styles_without_torch(exported):
+    """The style table beside the graphs gives the same blended style vector as the weights."""
+    from sideman.model.onnx_bundle import load_onnx_bundle
+
+    light = load_onnx_bundle(exported["folder"])
+    assert light.context == CONFIG.context and light.d_model == CONFIG.d_model
+    want = style_vector(exported)[0].numpy()
+    np.testing.assert_allclose(light.style_vector({"mehldau": 0.7, "others": 0.3}), want, atol=1e-6)
+    np.testing.assert_allclose(exported["bundle"].style_vector({"mehldau": 0.7, "others": 0.3}), want, atol=1e-6)
+
+
 FAKE_TRTEXEC = """#!/bin/sh
 # Stand-in for TensorRT's trtexec: refuses shapes for these static graphs, as the real one does.
 echo "$*" >> "$FAKE_TRTEXEC_LOG"

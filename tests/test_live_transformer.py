@@ -270,20 +270,27 @@ def test_the_knobs_act_on_the_notes_played(tiny_bundle):
 
 # --- degradation ------------------------------------------------------------------------------------
 
+def _damage(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = b"\0" * 64
+    path.write_bytes(bytes(data))
+
+
 def test_a_corrupt_or_missing_model_leaves_the_markov_voice_playing_and_says_so(tmp_path):
     folder = tmp_path / "transformer"
-    folder.mkdir()
-    for name in ("manifest.json", "weights.pt"):
-        shutil.copy(SHIPPED / name, folder / name)
-    shutil.copytree(SHIPPED / "styles", folder / "styles")
-    data = bytearray((folder / "weights.pt").read_bytes())
-    data[len(data) // 2:len(data) // 2 + 64] = b"\0" * 64
-    (folder / "weights.pt").write_bytes(bytes(data))
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("samples", "*.png", "*.csv"))
+    _damage(folder / "weights.pt")
     said = []
+    # Only the weights are damaged: the exported graphs (what auto plays on) do not need them.
+    session = make_transformer_session("call-response", model_dir=folder, warn=said.append)
+    assert isinstance(session.improviser, TransformerImproviser) and not said
+    _damage(folder / "onnx" / "step.onnx")
     session = make_transformer_session("call-response", model_dir=folder, warn=said.append)
     assert isinstance(session.improviser, MarkovImproviser)
-    assert said and "weights.pt" in said[0] and "Markov voice plays instead" in said[0]
-    assert session.warnings == said
+    message = said[-1]
+    assert "step.onnx" in message and "weights.pt" in message and "corrupt" in message
+    assert message.endswith("the Markov voice plays instead")
+    assert session.warnings == [message]
     result = play_performance(call_phrases(2), session)
     assert result.ai, "the Markov voice answers"
     said.clear()
@@ -300,6 +307,18 @@ def test_corrupt_onnx_graphs_leave_the_transformer_on_torch(tmp_path):
     assert isinstance(session.improviser, TransformerImproviser)
     assert session.improviser.backend.name == "torch"
     assert any("step.onnx" in text and "torch" in text for text in said)
+    assert open_backend(load_bundle(folder), "torch").name == "torch"
+
+
+def test_the_onnx_path_runs_without_torch_in_the_process():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sideman.play.voices import make_transformer_session; "
+            "s = make_transformer_session(); print(s.improviser.name, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["transformer[onnx]", "False"]
 
 
 class SlowBackend:

@@ -77,6 +77,7 @@ TOLERANCE = 1e-3
 ENGINE_SCHEMA = 1                       # image/sideman-engine-build's manifest schema
 TRTEXEC_ARGS = ["--skipInference"]      # build the plan, skip trtexec's benchmark (first boot is slow enough)
 PROTOBUF_LIMIT = 2 * 1024 ** 3
+STYLE_TABLE_FILE = "style_table.npy"
 PARITY_FILE = "parity.json"
 
 
@@ -631,7 +632,8 @@ def export_model(model_dir: Path | str, out: Path | str | None = None, opset: in
                 "opset": opset, "exporter": report["exporter"], "torch": torch.__version__,
                 "weights_sha256": report["weights_sha256"], "exported_at": report["exported_at"],
                 "parity": (out.resolve().relative_to(model_dir.resolve()) / PARITY_FILE).as_posix(),
-                "max_abs_diff": worst, "io": io}
+                "max_abs_diff": worst, "io": io,
+                "style_table": write_style_table(bundle, model_dir, out)}
             write_json_atomically(model_dir / MANIFEST, manifest)
             manifest_updated = True
     finally:
@@ -644,6 +646,19 @@ def export_model(model_dir: Path | str, out: Path | str | None = None, opset: in
             "parity": {"random": random_figures.diff, "sequence": sequence["figures"].diff},
             "timing": {**report["timing"], "total_s": round(time.perf_counter() - started, 3)},
             "opset": opset, "exporter": report["exporter"]}
+
+
+def write_style_table(bundle, model_dir: Path, out: Path) -> dict:
+    """The style table (fine-tuned rows in place) as onnx/style_table.npy, so the box's onnxruntime
+    path blends styles without torch. Returns its manifest entry (file, sha256, the styles in it)."""
+    path = out / STYLE_TABLE_FILE
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".style_table.", suffix=".npy")
+    os.close(fd)
+    np.save(tmp, bundle.model.style_table.detach().cpu().numpy().astype(np.float32))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return {"file": path.resolve().relative_to(Path(model_dir).resolve()).as_posix(),
+            "sha256": sha256_of(path), "styles": [s.name for s in bundle.styles]}
 
 
 def _version(module: str) -> str:

@@ -268,22 +268,31 @@ class OnnxBackend(ModelBackend):
                          history.chord[n], float(history.tempo[n]), n, (k, v))
 
 
+def graph_files(bundle) -> dict[str, str]:
+    """Graph name -> file under the model folder (an OnnxBundle has them checked already)."""
+    graphs = getattr(bundle, "graphs", None)
+    if isinstance(graphs, dict):
+        return graphs
+    return {g["name"]: g["onnx"] for g in bundle.manifest.get("graphs", [])
+            if isinstance(g, dict) and "name" in g and "onnx" in g}
+
+
 def onnx_available(bundle) -> bool:
     if importlib.util.find_spec("onnxruntime") is None:
         return False
-    graphs = {g.get("name"): g.get("onnx") for g in bundle.manifest.get("graphs", []) if isinstance(g, dict)}
+    graphs = graph_files(bundle)
     return all(graphs.get(name) and (bundle.path / graphs[name]).is_file()
                for name in ("init", "step", "pitch_head", "duration_head", "velocity_head"))
 
 
 def open_backend(bundle, kind: str = "auto") -> ModelBackend:
-    """The backend `kind` over a loaded bundle. auto: onnx when onnxruntime and the exported
-    graphs are there (the faster one on CPU, measured), else torch."""
+    """The backend `kind` over a loaded bundle (a torch Bundle, or an OnnxBundle for onnx).
+    auto: onnx when onnxruntime and the exported graphs are there (the faster one on CPU,
+    measured), else torch."""
     if kind not in BACKEND_NAMES:
         raise BackendError(f"unknown model backend {kind!r} (choose from {', '.join(BACKEND_NAMES)})")
-    config = bundle.model.config
     if kind == "onnx" or (kind == "auto" and onnx_available(bundle)):
-        graphs = {g["name"]: g["onnx"] for g in bundle.manifest.get("graphs", [])
-                  if isinstance(g, dict) and "name" in g and "onnx" in g}
-        return OnnxBackend(bundle.path, graphs, config.context, config.d_model)
+        return OnnxBackend(bundle.path, graph_files(bundle), bundle.context, bundle.d_model)
+    if not hasattr(bundle, "model"):
+        raise BackendError("the torch backend needs the model's weights (load_bundle, not load_onnx_bundle)")
     return TorchBackend(bundle.model)

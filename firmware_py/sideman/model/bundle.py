@@ -14,44 +14,17 @@ Markov voice and says so).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sideman.model.transformer import JazzTransformer, ModelConfig
 
-FORMAT = "sideman-transformer"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.pt"
-
-
-class ModelFileError(Exception):
-    """A model folder that cannot be used (the message says which file and why)."""
-
-
-@dataclass
-class Style:
-    name: str            # short knob name: "mehldau"
-    artist: str          # "Brad Mehldau" ("" for the shared row of all other pianists)
-    row: int             # row of the style table
-    source: str = "base"  # "base" (trained with the model) or "finetune"
-    file: str | None = None
-    sha256: str | None = None
-    info: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        out = {"name": self.name, "artist": self.artist, "row": self.row, "source": self.source}
-        if self.file:
-            out.update(file=self.file, sha256=self.sha256)
-        if self.info:
-            out["info"] = self.info
-        return out
+from sideman.model.model_files import (FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS,  # noqa: F401 (re-exported)
+                                       ModelFileError, Style, read_manifest, sha256_of, write_json_atomically)
 
 
 @dataclass
@@ -81,23 +54,18 @@ class Bundle:
             weights[0, self.style(name).row] += max(0.0, w) / total
         return weights
 
+    def style_vector(self, blend: dict[str, float]):
+        """The blended style embedding (D,) as numpy: what every step of the live voice is given."""
+        with torch.no_grad():
+            return self.model.style_vector(self.style_weights(blend))[0].numpy().astype("float32")
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    @property
+    def context(self) -> int:
+        return self.model.config.context
 
-
-def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are read by the box's service user
-    os.replace(tmp, path)
+    @property
+    def d_model(self) -> int:
+        return self.model.config.d_model
 
 
 def save_torch_atomically(obj, path: Path) -> None:
@@ -127,21 +95,6 @@ def save_bundle(folder: Path, model: JazzTransformer, styles: list[Style], defau
     manifest.update(extra or {})
     write_json_atomically(folder / MANIFEST, manifest)
     return folder / MANIFEST
-
-
-def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no model manifest here") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a {FORMAT} manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: manifest version {manifest.get('version')} (this build reads {FORMAT_VERSION})")
-    return manifest
 
 
 def _checked_load(folder: Path, entry: dict, what: str):

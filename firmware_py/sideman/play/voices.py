@@ -13,6 +13,7 @@ from pathlib import Path
 from sideman.model.echo import VOICES as PLUMBING_VOICES
 from sideman.controls import CONTROLS
 from sideman.model.markov import DEFAULT_STYLE, MarkovError, MarkovModel, load_style
+from sideman.model.model_files import ModelFileError
 from sideman.paths import models_dir
 from sideman.play.improviser import MarkovImproviser
 from sideman.play.live_transformer import HORIZON_S, STEP_BUDGET_S, TransformerImproviser
@@ -67,23 +68,44 @@ def make_transformer_session(mode: str = "call-response", style_spec: str = DEFA
     session = make_session(mode, style_spec, controls, seed, answer_on_grid, warn)
     folder = Path(model_dir) if model_dir is not None else models_dir() / TRANSFORMER_DIR
     try:
-        from sideman.model.backends import BackendError, open_backend
-        from sideman.model.bundle import ModelFileError, load_bundle
-    except ImportError as exc:   # no torch on this machine
-        return _markov_instead(session, f"the transformer needs torch ({exc})", warn)
-    try:
-        bundle = load_bundle(folder)
+        bundle, engine = open_model(folder, backend, warn)
     except ModelFileError as exc:
         return _markov_instead(session, str(exc), warn)
-    try:
-        engine = open_backend(bundle, backend)
-    except BackendError as exc:
-        warn(f"model backend {backend}: {exc}; the transformer runs on torch")
-        engine = open_backend(bundle, "torch")
     engine.warm_up()
     session.improviser = TransformerImproviser(bundle, engine, session.improviser, horizon_s=horizon_s,
                                                step_budget_s=step_budget_s)
     return session
+
+
+def open_model(folder: Path, backend: str = "auto", warn=log.warning):
+    """(bundle, backend) for the model folder. onnx (auto's first choice) reads the exported
+    graphs without torch; torch reads the weights. Raises ModelFileError saying what went wrong
+    with each when neither can run."""
+    from sideman.model.backends import BackendError, onnx_available, open_backend
+    from sideman.model.onnx_bundle import load_onnx_bundle
+
+    problems = []
+    if backend in ("auto", "onnx"):
+        try:
+            bundle = load_onnx_bundle(folder)
+            if backend == "onnx" or onnx_available(bundle):
+                return bundle, open_backend(bundle, "onnx")
+        except (ModelFileError, BackendError) as exc:
+            exported = (folder / "onnx").is_dir()
+            if backend == "onnx" or exported:   # a broken export is news; no export at all is not
+                warn(f"model backend onnx: {exc}; the transformer tries torch")
+            problems.append(str(exc))
+    try:
+        from sideman.model.bundle import load_bundle
+    except ImportError as exc:   # no torch on this machine
+        problems.append(f"the torch backend needs torch ({exc})")
+        raise ModelFileError("; ".join(problems)) from None
+    try:
+        bundle = load_bundle(folder)
+    except ModelFileError as exc:
+        problems.append(str(exc))
+        raise ModelFileError("; ".join(problems)) from None
+    return bundle, open_backend(bundle, "torch")
 
 
 def _markov_instead(session: Session, problem: str, warn) -> Session:
