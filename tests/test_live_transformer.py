@@ -410,3 +410,31 @@ def test_wjazzd_solos_are_answered_within_a_beat_and_never_interrupted():
     assert len(beats) >= 40
     assert float(np.median(beats)) <= 1.0
     assert interruptions == 0
+
+
+def test_a_knob_turned_during_an_answer_acts_on_its_next_notes(tiny_bundle):
+    """Register shift turned down two octaves in the middle of a long answer: the notes after
+    the turn (past the commit window) are lower, the ones before are not touched."""
+    human = call_phrases(1, seed=6, gap_s=8.0)
+    session = session_on(tiny_bundle, seed=3, answer_length=2.0)
+    turned_at = None
+    from sideman.play.simulate import SimulatedScheduler, performance_messages
+
+    scheduler, messages, i = SimulatedScheduler(), performance_messages(human), 0
+    t = 0.0
+    while t < human[-1].onset_s + 8.0:
+        while i < len(messages) and messages[i][0] <= t:
+            scheduler.take(session.hear(messages[i][1], int(messages[i][0] * 1e9)), messages[i][0])
+            i += 1
+        if turned_at is None and session.log.answers and session.log.answers[-1].notes >= 2:
+            turned_at = t
+            session.controls["register_shift"] = -24
+        scheduler.advance(t)
+        scheduler.take(session.tick(int(t * 1e9)), t)
+        t += 0.005
+    scheduler.finish(t)
+    assert turned_at is not None
+    before = [n.pitch for n in scheduler.notes if n.onset_s <= turned_at + COMMIT_AHEAD_S]
+    after = [n.pitch for n in scheduler.notes if n.onset_s > turned_at + COMMIT_AHEAD_S + 0.01]
+    assert len(before) >= 2 and len(after) >= 4, (before, after)
+    assert max(after) < min(before) or np.mean(after) < np.mean(before) - 12

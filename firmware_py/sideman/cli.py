@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     reaction.add_argument("--rate", type=int, default=48000)
     reaction.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
     reaction.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
+    duet_bench = bench_kinds.add_parser("duet", help="the box duetting over JACK with a line played in real time: "
+                                                     "CPU, timing error, peak RSS, stuck notes (Markov side by side)")
+    duet_bench.add_argument("--json", action="store_true")
+    duet_bench.add_argument("--seconds", type=float, default=30.0)
+    duet_bench.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
     model_bench = bench_kinds.add_parser("model", help="the transformer per event on each backend (own process each): "
                                                        "ready time, event/step p50/p99, real-time factor, peak RSS")
     model_bench.add_argument("--json", action="store_true")
@@ -104,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--limit", type=int, default=None)
     gaps.add_argument("--seed", type=int, default=0)
     gaps.add_argument("--json", action="store_true")
+    gaps.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
+    gaps.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
     return parser
 
 
@@ -299,6 +306,10 @@ def cmd_bench(args) -> int:
 
         result = run_reaction_bench(phrases=args.phrases, period=args.period, rate=args.rate, voice=args.voice,
                                     model_backend=args.model_backend)
+    elif args.bench == "duet":
+        from sideman.bench.duet import run_duet_bench
+
+        result = run_duet_bench(seconds=args.seconds, model_backend=args.model_backend)
     elif args.bench == "model":
         from sideman.bench.model import run_model_bench
 
@@ -308,7 +319,8 @@ def cmd_bench(args) -> int:
 
         from sideman.bench.response_gaps import run_gap_bench
 
-        result = run_gap_bench(Path(args.folder), limit=args.limit, seed=args.seed, progress=not args.json)
+        result = run_gap_bench(Path(args.folder), limit=args.limit, seed=args.seed, progress=not args.json,
+                               voice=args.voice, model_backend=args.model_backend)
     elif args.bench == "panel":
         from sideman.bench.panel import run_panel_bench
 

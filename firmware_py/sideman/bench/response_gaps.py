@@ -1,6 +1,7 @@
 """`sideman bench gaps DIR`: response gaps of call and response over a folder of phrase files
-(e.g. WJazzD solos), through `sideman play`'s simulated session, beside a baseline that answers
-after a fixed 600 ms of silence the moment it decides (AI Duet's rule).
+(e.g. WJazzD solos), through `sideman play`'s simulated session (the transformer by default,
+`--voice markov` for the Markov voice), beside a baseline that answers after a fixed 600 ms of
+silence the moment it decides (AI Duet's rule).
 
 response gap = the human's last note-off of a phrase -> the AI's first note-on (ARCHITECTURE.md)."""
 
@@ -11,26 +12,38 @@ from pathlib import Path
 
 from sideman.bench.stats import percentile
 from sideman.midi_files import MidiFileError, read_performance
-from sideman.play.simulate import play_performance
-from sideman.play.voices import load_styles
+from sideman.model.model_files import ModelFileError
+from sideman.paths import models_dir
 from sideman.play.improviser import MarkovImproviser
+from sideman.play.live_transformer import TransformerImproviser
 from sideman.play.session import Session
+from sideman.play.simulate import play_performance
+from sideman.play.voices import TRANSFORMER_DIR, load_styles, open_model
 
 BASELINE_SILENCE_S = 0.6
 
 
-def _session(styles, baseline: bool, seed: int) -> Session:
+def _session(styles, baseline: bool, seed: int, model=None) -> Session:
     improviser = MarkovImproviser(styles)
     improviser.clear_live()  # each file starts from the shipped tables
+    if model is not None:   # the transformer, a fresh context per file (offline: no step budget)
+        improviser = TransformerImproviser(model[0], model[1], improviser, step_budget_s=None)
     session = Session(improviser, mode="call-response", seed=seed, answer_on_grid=not baseline)
     if baseline:
         session.listener.phrases.fixed_gap_s = BASELINE_SILENCE_S
     return session
 
 
-def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progress: bool = False) -> dict:
+def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progress: bool = False,
+                  voice: str = "transformer", model_backend: str = "auto") -> dict:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi"))[:limit]
     styles, problems = load_styles()
+    model = None
+    if voice == "transformer":
+        try:
+            model = open_model(models_dir() / TRANSFORMER_DIR, model_backend)
+        except ModelFileError as exc:
+            problems.append(f"{exc}; the Markov voice answers")
     results = {"ours": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0},
                "baseline_600ms": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0}}
     skipped = []
@@ -45,7 +58,7 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
             skipped.append(str(exc))
             continue
         for key, baseline in (("ours", False), ("baseline_600ms", True)):
-            duet = play_performance(human, _session(styles, baseline, seed))
+            duet = play_performance(human, _session(styles, baseline, seed, model))
             r = results[key]
             r["phrases"] += len(duet.session.log.phrases)
             r["interruptions"] += duet.ai_onsets_during_human_notes()
@@ -56,6 +69,7 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
                     r["ms"].append(gap * 1000)
                     r["beats"].append(gap / a.beat_s)
     report = {"bench": "response gaps", "folder": str(folder), "files": len(files) - len(skipped),
+              "voice": f"transformer[{model[1].name}]" if model is not None else "markov",
               "skipped": skipped, "table_problems": problems}
     for key, r in results.items():
         report[key] = {"phrases": r["phrases"], "answers": r["answers"],

@@ -259,6 +259,7 @@ class TransformerImproviser:
             return
         self.plans = [p for p in self.plans if not (p.exhausted and p.notes_ahead == 0) or p.fallback is not None]
         if self.plans:
+            self._follow_knobs(session.steering)
             steps = 0
             while steps < STEPS_PER_TICK and self.context.room_ahead():
                 last = self.context.last_onset_s
@@ -269,6 +270,27 @@ class TransformerImproviser:
                 steps += 1
         else:
             self._speculate(session, t_s)
+
+    def _follow_knobs(self, steering: Steering) -> None:
+        """A knob moved while an answer plays: what is not committed yet is sampled again with
+        the new setting, so the change is heard within the commit window (60 ms), not at the next
+        answer. Density and register move the request by the change (the policy scaled them)."""
+        changed = False
+        for plan in self.plans:
+            old = plan.steering
+            if plan.fallback is not None or old == steering:
+                continue
+            request = plan.request
+            density = request.density
+            if steering.density != old.density:
+                density = request.density * steering.density / old.density if old.density > 0 else steering.density
+            shift = steering.register_shift - old.register_shift
+            plan.request = replace(request, density=min(1.0, max(0.0, density)),
+                                   register=(request.register[0] + shift, request.register[1] + shift))
+            plan.steering = steering
+            changed = True
+        if changed:
+            self._forget_lookahead()
 
     # --- sampling ------------------------------------------------------------------------------
     def _generating_plan(self) -> Plan | None:
