@@ -438,3 +438,16 @@ def test_a_knob_turned_during_an_answer_acts_on_its_next_notes(tiny_bundle):
     after = [n.pitch for n in scheduler.notes if n.onset_s > turned_at + COMMIT_AHEAD_S + 0.01]
     assert len(before) >= 2 and len(after) >= 4, (before, after)
     assert max(after) < min(before) or np.mean(after) < np.mean(before) - 12
+
+
+def test_model_bench_reports_each_backend_side_by_side():
+    from sideman.bench.model import run_model_bench
+
+    result = run_model_bench(("torch", "onnx"), events=120)
+    rows = result["backends"]
+    assert [r["backend"] for r in rows] == ["torch", "onnx"], rows
+    for row in rows:
+        assert row["event"]["n"] > 0 and row["rtf"] > 0 and row["peak_rss_mb"] > 0 and row["ready_s"] > 0
+        assert row["markov_event"]["n"] > 0
+    assert rows[0]["torch_loaded"] and not rows[1]["torch_loaded"]
+    assert "onnx" in result["ratios_vs_torch"]

@@ -145,3 +145,15 @@ def test_reaction_bench_reports_answers_against_the_thru_baseline(jack_server):
     result = run_reaction_bench(phrases=4, period=256)
     assert result["answers_measured"] >= 3
     assert result["reaction"]["p50_ms"] > 0 and result["baseline_thru"]["n"] >= 12
+
+
+def test_duet_bench_reports_cost_and_leaves_no_note_sounding(jack_server):
+    from sideman.bench.duet import run_duet_bench
+
+    result = run_duet_bench(seconds=4, period=256)
+    for key in ("transformer", "baseline_markov"):
+        run = result[key]
+        assert run["ai_notes"] > 0 and run["human_notes"] > 0, run
+        assert run["stuck_notes"] == 0 and run["voice_errors"] == 0
+        assert 0 < run["box_cpu_share_of_one_core"] and run["timing_error"]["n"] > 0
+    assert result["transformer"]["voice"].startswith("transformer[")

@@ -44,8 +44,9 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
             model = open_model(models_dir() / TRANSFORMER_DIR, model_backend)
         except ModelFileError as exc:
             problems.append(f"{exc}; the Markov voice answers")
-    results = {"ours": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0},
-               "baseline_600ms": {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0}}
+    results = {key: {"ms": [], "beats": [], "interruptions": 0, "phrases": 0, "answers": 0, "ai_notes": 0,
+                     "speculation": {"adopted": 0, "missed": 0, "computed": 0}}
+               for key in ("ours", "baseline_600ms")}
     skipped = []
     iterator = files
     if progress:
@@ -62,6 +63,9 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
             r = results[key]
             r["phrases"] += len(duet.session.log.phrases)
             r["interruptions"] += duet.ai_onsets_during_human_notes()
+            r["ai_notes"] += len(duet.ai)
+            for name, count in getattr(duet.session.improviser, "speculation", {}).items():
+                r["speculation"][name] += count
             for a in duet.session.log.answers:
                 if a.phrase_end_s is not None and a.first_note_s is not None:
                     r["answers"] += 1
@@ -72,10 +76,12 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
               "voice": f"transformer[{model[1].name}]" if model is not None else "markov",
               "skipped": skipped, "table_problems": problems}
     for key, r in results.items():
-        report[key] = {"phrases": r["phrases"], "answers": r["answers"],
+        report[key] = {"phrases": r["phrases"], "answers": r["answers"], "ai_notes": r["ai_notes"],
                        "ai_onsets_during_human_notes": r["interruptions"],
                        "gap_ms": _dist(r["ms"]), "gap_beats": _dist(r["beats"]),
                        "share_within_one_beat": round(sum(b <= 1.0 for b in r["beats"]) / len(r["beats"]), 3) if r["beats"] else None}
+        if model is not None:   # speculative answers: adopted as sampled when the phrase ended
+            report[key]["speculative_answers"] = r["speculation"]
     return report
 
 

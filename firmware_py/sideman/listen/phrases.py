@@ -76,12 +76,15 @@ class PhraseListener:
         if self.current is not None:
             self.current.notes.append(Note(onset, pitch, velocity, t_s - onset))
 
+    def end_gap_s(self, beat_period_s: float) -> float:
+        """How long every key must stay up for the phrase to end."""
+        return self.fixed_gap_s if self.fixed_gap_s is not None else phrase_end_gap_s(beat_period_s)
+
     def check_end(self, t_s: float, beat_period_s: float) -> Phrase | None:
         """Returns the phrase when it has just ended (all keys up for the tempo-scaled gap)."""
         if self.current is None or self._held or self._last_release_s is None:
             return None
-        gap = self.fixed_gap_s if self.fixed_gap_s is not None else phrase_end_gap_s(beat_period_s)
-        if t_s - self._last_release_s < gap:
+        if t_s - self._last_release_s < self.end_gap_s(beat_period_s):
             return None
         phrase = self.current
         phrase.end_s = self._last_release_s

@@ -17,7 +17,7 @@ from sideman import messages as mm
 from sideman.clock import NS_PER_S
 from sideman.controls import CONTROLS
 from sideman.listen.listener import Listener, ListenerState
-from sideman.listen.phrases import Phrase, phrase_end_gap_s
+from sideman.listen.phrases import Phrase
 from sideman.model.events import Note
 from sideman.model.voice import HUSH
 from sideman.play.note_stream import NoteStream, PeekableNotes
@@ -182,7 +182,7 @@ class Session:
         if current is None or released is None or not current.notes:
             return None
         state = self.state(t_s)
-        decided = max(t_s, released + phrase_end_gap_s(state.beat.period_s))
+        decided = max(t_s, released + phrases.end_gap_s(state.beat.period_s))
         phrase = Phrase(current.start_s, released, sorted(current.notes, key=lambda n: (n.onset_s, n.pitch)))
         return CallResponse.request(self, phrase, decided, ANSWER, tuple(phrase.notes))
 

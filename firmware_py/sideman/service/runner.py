@@ -68,6 +68,9 @@ class ServiceHooks:
         mode = getattr(policy, "name", None) or box.config.mode
         outputs = len(box.outputs.names())
         line = f"playing: voice {voice}, mode {mode}, {outputs} output{'s' if outputs != 1 else ''}"
+        reason = getattr(getattr(box.voice, "improviser", None), "reason", "")
+        if reason:   # the transformer handed over to the Markov voice, and why
+            line += f", {reason}"
         engine = box.engine
         if engine.voice_errors:
             line += f", {engine.voice_errors} voice errors"
