@@ -451,3 +451,16 @@ def test_model_bench_reports_each_backend_side_by_side():
         assert row["markov_event"]["n"] > 0
     assert rows[0]["torch_loaded"] and not rows[1]["torch_loaded"]
     assert "onnx" in result["ratios_vs_torch"]
+
+
+def test_tensorrt_asked_for_without_its_provider_says_so_and_plays_on_torch():
+    """This machine's onnxruntime has no TensorRT provider (the box's onnxruntime-gpu would)."""
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has TensorRT")
+    said = []
+    session = make_transformer_session("call-response", backend="tensorrt", warn=said.append)
+    assert session.improviser.name == "transformer[torch]"
+    assert any("TensorRT execution provider" in text and "torch" in text for text in said)
+    assert open_backend(load_bundle(SHIPPED), "auto").name == "onnx"   # auto does not ask for it

@@ -89,16 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     reaction.add_argument("--period", type=int, default=64, help="JACK period in frames")
     reaction.add_argument("--rate", type=int, default=48000)
     reaction.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
-    reaction.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
+    reaction.add_argument("--model-backend", choices=["auto", "torch", "onnx", "tensorrt"], default="auto")
     duet_bench = bench_kinds.add_parser("duet", help="the box duetting over JACK with a line played in real time: "
                                                      "CPU, timing error, peak RSS, stuck notes (Markov side by side)")
     duet_bench.add_argument("--json", action="store_true")
     duet_bench.add_argument("--seconds", type=float, default=30.0)
-    duet_bench.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
+    duet_bench.add_argument("--model-backend", choices=["auto", "torch", "onnx", "tensorrt"], default="auto")
     model_bench = bench_kinds.add_parser("model", help="the transformer per event on each backend (own process each): "
                                                        "ready time, event/step p50/p99, real-time factor, peak RSS")
     model_bench.add_argument("--json", action="store_true")
-    model_bench.add_argument("--backend", action="append", choices=["torch", "onnx"], default=[],
+    model_bench.add_argument("--backend", action="append", choices=["torch", "onnx", "tensorrt"], default=[],
                              help="backends to measure (default: torch and onnx)")
     model_bench.add_argument("--events", type=int, default=2000)
     panel_bench = bench_kinds.add_parser("panel", help="OLED frames drawn on change only vs at every tick, over a scripted minute")
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--seed", type=int, default=0)
     gaps.add_argument("--json", action="store_true")
     gaps.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
-    gaps.add_argument("--model-backend", choices=["auto", "torch", "onnx"], default="auto")
+    gaps.add_argument("--model-backend", choices=["auto", "torch", "onnx", "tensorrt"], default="auto")
     return parser
 
 
@@ -144,8 +144,9 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     from sideman.model.backends import BACKEND_NAMES
 
     parser.add_argument("--model-backend", choices=list(BACKEND_NAMES), default="auto",
-                        help="the transformer's engine: auto (onnx when onnxruntime and the exported graphs are "
-                             "there, else torch), onnx, torch")
+                        help="the transformer's engine: auto (the exported graphs under onnxruntime, on its "
+                             "TensorRT provider when it has one, else on the CPU; torch when they cannot run), "
+                             "onnx, tensorrt, torch")
     parser.add_argument("--lookahead-s", type=float, default=1.5, metavar="SECONDS",
                         help="how far ahead of the music the transformer samples (default 1.5)")
 

@@ -10,9 +10,9 @@ at once, for re-priming when the cache slides). Everything goes in and out as nu
 does not care which engine runs. A cache is whatever the engine keeps; a step never writes into
 the cache it was given (it returns a new one), so holding on to an old cache *is* a rollback.
 
-TensorRT engines (built on the box by image/sideman-engine-build from the same graphs) are read
-the same way as the ONNX graphs; there is no TensorRT backend in this package yet (no GPU here to
-test one): with engines present the box says so and runs onnx.
+    tensorrt  the same graphs under onnxruntime's TensorRT execution provider (onnxruntime-gpu on
+            the Jetson): auto picks it when that provider exists. Written, not yet run: no GPU
+            has been lent to this project (the CPU path is what the tests and benchmarks cover).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 
 from sideman.model.events import AI
 
-BACKEND_NAMES = ("auto", "torch", "onnx")
+BACKEND_NAMES = ("auto", "torch", "onnx", "tensorrt")
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 
 
 class BackendError(Exception):
@@ -174,11 +175,28 @@ class TorchBackend(ModelBackend):
 class OnnxBackend(ModelBackend):
     name = "onnx"
 
-    def __init__(self, folder: Path, graphs: dict[str, str], context: int, d_model: int, threads: int = 1):
+    def __init__(self, folder: Path, graphs: dict[str, str], context: int, d_model: int, threads: int = 1,
+                 tensorrt: bool = False):
         try:
             import onnxruntime as ort
         except ImportError:
             raise BackendError("onnxruntime is not installed (pip install onnxruntime)") from None
+        providers: list = ["CPUExecutionProvider"]
+        if tensorrt:
+            # onnxruntime's TensorRT execution provider (onnxruntime-gpu for JetPack) builds fp16
+            # engines from the same graphs and caches them (the first start after an upgrade is
+            # the slow one). Not run in this project yet: no GPU has been lent to it.
+            if TENSORRT_PROVIDER not in ort.get_available_providers():
+                raise BackendError("this onnxruntime has no TensorRT execution provider "
+                                   "(install onnxruntime-gpu built for JetPack)")
+            from sideman.paths import data_dir
+
+            cache = data_dir() / "engines" / "onnxruntime"
+            cache.mkdir(parents=True, exist_ok=True)
+            providers = [(TENSORRT_PROVIDER, {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                                              "trt_engine_cache_path": str(cache)}),
+                         "CUDAExecutionProvider", "CPUExecutionProvider"]
+            self.name = "onnx-tensorrt"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -189,7 +207,7 @@ class OnnxBackend(ModelBackend):
             if not path.is_file():
                 raise BackendError(f"{path}: missing (run `sideman-train export --model {folder}`)")
             try:
-                self.sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as exc:  # onnxruntime raises its own types for corrupt graphs
                 raise BackendError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
         self.context = context
@@ -277,6 +295,15 @@ def graph_files(bundle) -> dict[str, str]:
             if isinstance(g, dict) and "name" in g and "onnx" in g}
 
 
+def tensorrt_available() -> bool:
+    """onnxruntime with its TensorRT execution provider (the box's GPU path)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime as ort
+
+    return TENSORRT_PROVIDER in ort.get_available_providers()
+
+
 def onnx_available(bundle) -> bool:
     if importlib.util.find_spec("onnxruntime") is None:
         return False
@@ -287,10 +314,13 @@ def onnx_available(bundle) -> bool:
 
 def open_backend(bundle, kind: str = "auto") -> ModelBackend:
     """The backend `kind` over a loaded bundle (a torch Bundle, or an OnnxBundle for onnx).
-    auto: onnx when onnxruntime and the exported graphs are there (the faster one on CPU,
-    measured), else torch."""
+    auto: the exported graphs under onnxruntime when they and onnxruntime are there (on its
+    TensorRT provider when it has one, the box; else on the CPU, the faster one here, measured),
+    else torch."""
     if kind not in BACKEND_NAMES:
         raise BackendError(f"unknown model backend {kind!r} (choose from {', '.join(BACKEND_NAMES)})")
+    if kind == "tensorrt" or (kind == "auto" and onnx_available(bundle) and tensorrt_available()):
+        return OnnxBackend(bundle.path, graph_files(bundle), bundle.context, bundle.d_model, tensorrt=True)
     if kind == "onnx" or (kind == "auto" and onnx_available(bundle)):
         return OnnxBackend(bundle.path, graph_files(bundle), bundle.context, bundle.d_model)
     if not hasattr(bundle, "model"):

@@ -85,15 +85,15 @@ def open_model(folder: Path, backend: str = "auto", warn=log.warning):
     from sideman.model.onnx_bundle import load_onnx_bundle
 
     problems = []
-    if backend in ("auto", "onnx"):
+    if backend in ("auto", "onnx", "tensorrt"):
         try:
             bundle = load_onnx_bundle(folder)
-            if backend == "onnx" or onnx_available(bundle):
-                return bundle, open_backend(bundle, "onnx")
+            if backend != "auto" or onnx_available(bundle):
+                return bundle, open_backend(bundle, backend)
         except (ModelFileError, BackendError) as exc:
             exported = (folder / "onnx").is_dir()
-            if backend == "onnx" or exported:   # a broken export is news; no export at all is not
-                warn(f"model backend onnx: {exc}; the transformer tries torch")
+            if backend != "auto" or exported:   # a broken export is news; no export at all is not
+                warn(f"model backend {backend}: {exc}; the transformer tries torch")
             problems.append(str(exc))
     try:
         from sideman.model.bundle import load_bundle
