@@ -42,6 +42,9 @@ test-all: setup
 bench: setup
 	$(VENV)/bin/sideman bench thru --json $(ARGS)
 	$(VENV)/bin/sideman bench reaction --json $(ARGS)
+	$(VENV)/bin/sideman bench reaction --json --voice markov $(ARGS)
+	$(VENV)/bin/sideman bench model --json $(ARGS)
+	$(VENV)/bin/sideman bench duet --json $(ARGS)
 
 bench-reaction: setup
 	$(VENV)/bin/sideman bench reaction --json $(ARGS)

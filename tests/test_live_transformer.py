@@ -81,6 +81,15 @@ def _arrays(cache):
     return tuple(np.asarray(c.numpy() if hasattr(c, "numpy") else c) for c in cache)
 
 
+def started_context(bundle, engine):
+    """A backend, the bundle's default style vector and a context just started on them."""
+    backend = open_backend(bundle, engine)
+    style = bundle.style_vector({bundle.default_style: 1.0})
+    context = LiveContext(backend)
+    context.start(style, 1, 0.0)
+    return backend, style, context
+
+
 def fresh_context(backend, committed, style, mode=1):
     context = LiveContext(backend)
     context.start(style, mode, 0.0)
@@ -93,11 +102,7 @@ def fresh_context(backend, committed, style, mode=1):
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
 def test_rollback_leaves_exactly_the_state_a_fresh_recompute_would(tiny_bundle, shipped, engine):
-    bundle = tiny_bundle if engine == "torch" else shipped
-    backend = open_backend(bundle, engine)
-    style = np.asarray(bundle.model.style_vector(bundle.style_weights({bundle.default_style: 1.0}))[0].detach().numpy())
-    context = LiveContext(backend)
-    context.start(style, 1, 0.0)
+    backend, style, context = started_context(tiny_bundle if engine == "torch" else shipped, engine)
     events, onsets = human_events(10)
     for event, onset in zip(events, onsets):
         context.append(context.make_event(event, onset, 0.0, 1, style))
@@ -115,11 +120,7 @@ def test_rollback_leaves_exactly_the_state_a_fresh_recompute_would(tiny_bundle, 
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
 def test_sliding_the_cache_prefills_what_stepping_would_compute(tiny_bundle, shipped, engine):
-    bundle = tiny_bundle if engine == "torch" else shipped
-    backend = open_backend(bundle, engine)
-    style = np.asarray(bundle.model.style_vector(bundle.style_weights({bundle.default_style: 1.0}))[0].detach().numpy())
-    context = LiveContext(backend)
-    context.start(style, 1, 0.0)
+    backend, style, context = started_context(tiny_bundle if engine == "torch" else shipped, engine)
     n = backend.context + 5   # past the end: the cache slides once
     for i in range(n):
         voice = HUMAN if i % 3 else AI

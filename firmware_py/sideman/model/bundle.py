@@ -24,25 +24,15 @@ import torch
 from sideman.model.transformer import JazzTransformer, ModelConfig
 
 from sideman.model.model_files import (FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS,  # noqa: F401 (re-exported)
-                                       ModelFileError, Style, read_manifest, sha256_of, write_json_atomically)
+                                       ModelFileError, Style, StyleLookup, read_manifest, sha256_of, write_json_atomically)
 
 
 @dataclass
-class Bundle:
+class Bundle(StyleLookup):
     model: JazzTransformer
     styles: list[Style]
     manifest: dict
     path: Path | None = None
-
-    @property
-    def default_style(self) -> str:
-        return self.manifest.get("default_style") or self.styles[0].name
-
-    def style(self, name: str) -> Style:
-        for style in self.styles:
-            if style.name == name:
-                return style
-        raise KeyError(f"no style {name!r}; this model has: {', '.join(s.name for s in self.styles)}")
 
     def style_weights(self, blend: dict[str, float]) -> torch.Tensor:
         """{'mehldau': 0.7, 'tatum': 0.3} → (1, n_styles) weights summing to 1."""

@@ -40,6 +40,22 @@ class Style:
         return out
 
 
+class StyleLookup:
+    """What every model folder answers about its styles (needs `styles` and `manifest`)."""
+    styles: list[Style]
+    manifest: dict
+
+    @property
+    def default_style(self) -> str:
+        return self.manifest.get("default_style") or self.styles[0].name
+
+    def style(self, name: str) -> Style:
+        for style in self.styles:
+            if style.name == name:
+                return style
+        raise KeyError(f"no style {name!r}; this model has: {', '.join(s.name for s in self.styles)}")
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -9,22 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sideman.model.model_files import MANIFEST, ModelFileError, Style, read_manifest, sha256_of
+from sideman.model.model_files import MANIFEST, ModelFileError, Style, StyleLookup, read_manifest, sha256_of
 
 GRAPHS = ("init", "step", "pitch_head", "duration_head", "velocity_head")
 
 
 @dataclass
-class OnnxBundle:
+class OnnxBundle(StyleLookup):
     styles: list[Style]
     manifest: dict
     path: Path
     style_table: np.ndarray      # (n_styles, D) float32, fine-tuned rows in place
     graphs: dict[str, str]       # graph name -> file under path
-
-    @property
-    def default_style(self) -> str:
-        return self.manifest.get("default_style") or self.styles[0].name
 
     @property
     def context(self) -> int:
@@ -33,12 +29,6 @@ class OnnxBundle:
     @property
     def d_model(self) -> int:
         return int(self.manifest["config"]["d_model"])
-
-    def style(self, name: str) -> Style:
-        for style in self.styles:
-            if style.name == name:
-                return style
-        raise KeyError(f"no style {name!r}; this model has: {', '.join(s.name for s in self.styles)}")
 
     def style_vector(self, blend: dict[str, float]) -> np.ndarray:
         """The blended style embedding (D,): the weighted sum of the pianists' rows."""
