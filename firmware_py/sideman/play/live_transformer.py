@@ -257,7 +257,9 @@ class TransformerImproviser:
             self._forget_lookahead()
             self._try(self.context.slide)
             return
-        self.plans = [p for p in self.plans if not (p.exhausted and p.notes_ahead == 0) or p.fallback is not None]
+        # Plans done with (sampled past their end, nothing left ahead; handed-over ones once over).
+        self.plans = [p for p in self.plans if (p.request.end_s > t_s if p.fallback is not None
+                                                else not (p.exhausted and p.notes_ahead == 0))]
         if self.plans:
             self._follow_knobs(session.steering)
             steps = 0
