@@ -71,7 +71,11 @@ def make_transformer_session(mode: str = "call-response", style_spec: str = DEFA
         bundle, engine = open_model(folder, backend, warn)
     except ModelFileError as exc:
         return _markov_instead(session, str(exc), warn)
-    engine.warm_up()
+    try:
+        engine.warm_up()
+    except Exception as exc:  # a graph that loads but cannot run (onnxruntime raises its own types)
+        return _markov_instead(session, f"{folder}: the {engine.name} backend failed warming up "
+                                        f"({type(exc).__name__}: {exc})", warn)
     session.improviser = TransformerImproviser(bundle, engine, session.improviser, horizon_s=horizon_s,
                                                step_budget_s=step_budget_s)
     return session
