@@ -94,7 +94,7 @@ def fresh_context(backend, committed, style, mode=1):
     context = LiveContext(backend)
     context.start(style, mode, 0.0)
     for event in committed:
-        context.append(replace(event, style=context.style_index(style)))
+        context.append(event)
     return context
 
 
@@ -129,7 +129,6 @@ def test_sliding_the_cache_prefills_what_stepping_would_compute(tiny_bundle, shi
     assert context.position == len(context.committed) + 1 <= backend.context
     stepped = LiveContext(backend)
     stepped.start(style, 1, 0.0)
-    stepped.style_vectors = context.style_vectors
     out = stepped.state
     for i, event in enumerate(context.committed):
         out = stepped._step(event, out, i + 1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class ContextEvent:
     chord: np.ndarray      # (12,) the human's chord around this event (conditioning of the next step)
     tempo: float           # tempo feature
     mode: int
-    style: int             # index into LiveContext.style_vectors
+    style: np.ndarray      # (D,) the style vector it was fed with
 
 
 @dataclass
@@ -58,25 +59,16 @@ class LiveContext:
     backend: ModelBackend
     committed: list[ContextEvent] = field(default_factory=list)   # the ones in the cache, oldest first
     ahead: list[AheadEvent] = field(default_factory=list)
-    style_vectors: list[np.ndarray] = field(default_factory=list)
     version: int = 0       # bumped on every committed change (what a speculative answer is keyed on)
     slides: int = 0
-    steps: int = 0
 
     def __post_init__(self):
-        self._begin = (np.zeros(12, np.float32), 0.0, 0, 0)   # conditioning of the marker step
+        self._begin: tuple | None = None   # conditioning of the marker step: chord, tempo, mode, style
         self._human: deque[tuple[float, int]] = deque(maxlen=64)   # (onset, pitch class) for the chord input
         self.state: StepOutput | None = None
         self.position = 0
 
     # --- conditioning ------------------------------------------------------------------------
-    def style_index(self, vector: np.ndarray) -> int:
-        for i, known in enumerate(self.style_vectors):
-            if known is vector or np.array_equal(known, vector):
-                return i
-        self.style_vectors.append(np.asarray(vector, np.float32))
-        return len(self.style_vectors) - 1
-
     def chord_after(self, onset_s: float, human_pitch: int | None = None) -> np.ndarray:
         """The chord input fed with an event at onset_s (itself included when it is a human note):
         pitch classes of the human's notes since onset_s - CHORD_WINDOW_S, scaled to max 1 (the
@@ -105,7 +97,8 @@ class LiveContext:
         """Onset of the newest event of `voice` (lookahead included) and how many of its events
         sound together there (a chord being built)."""
         onset, together = None, 0
-        for event in [a.event for a in reversed(self.ahead)] + list(reversed(self.committed[-16:])):
+        newest_first = chain((a.event for a in reversed(self.ahead)), reversed(self.committed[-16:]))
+        for event in newest_first:
             if event.encoded[4] != voice:
                 if onset is not None:
                     break
@@ -130,11 +123,10 @@ class LiveContext:
         """A fresh context: just the beginning marker."""
         self.committed.clear()
         self.ahead.clear()
-        self._begin = (np.zeros(12, np.float32), float(tempo), int(mode), self.style_index(style_vector))
+        self._begin = (np.zeros(12, np.float32), float(tempo), int(mode), np.asarray(style_vector, np.float32))
         chord, tempo, mode, style = self._begin
-        self.state = self.backend.step(None, self.style_vectors[style], mode, chord, tempo, 0, self.backend.empty_cache())
+        self.state = self.backend.step(None, style, mode, chord, tempo, 0, self.backend.empty_cache())
         self.position = 1
-        self.steps += 1
         self.version += 1
 
     def room_ahead(self) -> bool:
@@ -143,12 +135,11 @@ class LiveContext:
     def make_event(self, encoded, onset_s: float, tempo: float, mode: int, style_vector: np.ndarray) -> ContextEvent:
         pitch = encoded[1] if encoded[4] == HUMAN else None
         return ContextEvent(tuple(int(x) for x in encoded), float(onset_s),
-                            self.chord_after(onset_s, pitch), float(tempo), int(mode), self.style_index(style_vector))
+                            self.chord_after(onset_s, pitch), float(tempo), int(mode), style_vector)
 
     def _step(self, event: ContextEvent, after: StepOutput, position: int) -> StepOutput:
-        self.steps += 1
-        return self.backend.step(event.encoded, self.style_vectors[event.style], event.mode, event.chord,
-                                 event.tempo, position, after.cache)
+        return self.backend.step(event.encoded, event.style, event.mode, event.chord, event.tempo, position,
+                                 after.cache)
 
     # --- committed events --------------------------------------------------------------------
     def append(self, event: ContextEvent) -> None:
@@ -183,13 +174,9 @@ class LiveContext:
         self.version += 1
         return item
 
-    def rollback(self, keep: int = 0) -> int:
-        """Forget the lookahead after its first `keep` events; returns how many were dropped."""
-        dropped = len(self.ahead) - keep
-        if dropped > 0:
-            del self.ahead[keep:]
-            return dropped
-        return 0
+    def rollback(self) -> None:
+        """Forget the lookahead: the state after the committed events is still there."""
+        self.ahead.clear()
 
     def _remember(self, event: ContextEvent) -> None:
         if event.encoded[4] == HUMAN and event.encoded[1] < PEDAL_DOWN:
@@ -206,29 +193,17 @@ class LiveContext:
         # since): one mode and style per sequence is also how the model was trained, and it lets
         # the whole history go through one prefill call.
         mode, style = kept[-1].mode, kept[-1].style
-        self.committed = [e if (e.mode, e.style) == (mode, style) else replace(e, mode=mode, style=style) for e in kept]
+        self.committed = [e if e.mode == mode and e.style is style else replace(e, mode=mode, style=style)
+                          for e in kept]
         chord, tempo, _, _ = self._begin
         self._begin = (chord, tempo, mode, style)
-        self.state = self.recompute(self.committed)
-        self.position = len(self.committed) + 1
+        events = self.committed
+        self.state = self.backend.prefill(History(
+            np.array([e.encoded for e in events], np.int64),
+            np.stack([chord] + [e.chord for e in events]).astype(np.float32),
+            np.array([tempo] + [e.tempo for e in events], np.float32), mode, style))
+        self.position = len(events) + 1
         self.slides += 1
-
-    def recompute(self, events: list[ContextEvent]) -> StepOutput:
-        """The state after the marker and `events`, from scratch: one prefill when the events share
-        their mode and style (the usual case), else step by step."""
-        chord, tempo, mode, style = self._begin
-        uniform = all(e.mode == mode and e.style == style for e in events)
-        if events and uniform:
-            history = History(np.array([e.encoded for e in events], np.int64),
-                               np.stack([chord] + [e.chord for e in events]).astype(np.float32),
-                               np.array([tempo] + [e.tempo for e in events], np.float32),
-                               mode, self.style_vectors[style])
-            self.steps += 1
-            return self.backend.prefill(history)
-        out = self.backend.step(None, self.style_vectors[style], mode, chord, tempo, 0, self.backend.empty_cache())
-        for i, event in enumerate(events):
-            out = self._step(event, out, i + 1)
-        return out
 
 
 def draw(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:

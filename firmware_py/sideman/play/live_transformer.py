@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,6 @@ class Plan:
     notes_played: int = 0      # committed
     exhausted: bool = False    # sampling has passed its end
     fallback: PeekableNotes | None = None
-    speculative: bool = False
 
     def peek(self) -> Note | None:
         return self.voice._peek(self)
@@ -102,7 +102,6 @@ class TransformerImproviser:
         self.fallback = fallback
         self.horizon_s = horizon_s
         self.step_budget_s = step_budget_s
-        self.retry_s = retry_s
         self._clock = clock           # measures step cost (wall clock, also in simulated sessions)
         self.context = LiveContext(backend)
         self.plans: list[Plan] = []
@@ -111,17 +110,19 @@ class TransformerImproviser:
         self.reason = ""
         self.retry_at: float | None = None    # session time when the transformer is tried again
         self._retry_s = retry_s
-        self._overruns: list[bool] = []
+        self._overruns: deque[bool] = deque(maxlen=OVERRUN_WINDOW)
         self._style_cache: dict[tuple, np.ndarray] = {}
         self._unknown_styles: set[str] = set()
         self.speculation = {"adopted": 0, "missed": 0, "computed": 0}
-        self.event_seconds: list[float] = []   # cost of each sampled event (bench, status)
+        self.event_seconds: deque[float] = deque(maxlen=2000)   # cost of the latest sampled events (status)
         self.rollbacks = 0
         self._tempo = 0.0
         self._mode = MODEL_MODES.index("answer")
         self._last_human_duration_s = HUMAN_DURATION_GUESS_S
         self._started = False
         self._now = 0.0
+        self._speculated_for: tuple | None = None   # what the current prediction was made for
+        self._prediction: PlayRequest | None = None
 
     # --- what the session and the panel see ----------------------------------------------------
     @property
@@ -136,7 +137,7 @@ class TransformerImproviser:
 
     @property
     def status(self) -> dict:
-        costs = self.event_seconds[-2000:]
+        costs = list(self.event_seconds)
         return {"voice": "transformer" if self.healthy else "markov", "backend": self.backend.name,
                 "healthy": self.healthy, "reason": self.reason,
                 "event_ms_p50": round(float(np.median(costs)) * 1000, 3) if costs else None,
@@ -236,11 +237,8 @@ class TransformerImproviser:
 
     def cancel(self, session: "Session", t_s: float) -> None:
         """The session hushed (barge-in, mode change, end of a trade turn): nothing ahead is played."""
-        if self.context.ahead:
-            self.rollbacks += 1
-        self.context.rollback()
         self.plans.clear()
-        self.candidate = None
+        self._forget_lookahead()
 
     def think(self, session: "Session", t_s: float) -> None:
         """Every engine tick: recover when rested, fill the lookahead up to the horizon, and keep
@@ -315,8 +313,6 @@ class TransformerImproviser:
             return False
         cost = self._clock() - started
         self.event_seconds.append(cost)
-        if len(self.event_seconds) > 20_000:
-            del self.event_seconds[:10_000]
         self._check_budget(cost, now_s)
         return True
 
@@ -382,7 +378,6 @@ class TransformerImproviser:
         if self.step_budget_s is None:
             return
         self._overruns.append(cost > self.step_budget_s)
-        del self._overruns[:-OVERRUN_WINDOW]
         if cost > 5 * self.step_budget_s or sum(self._overruns) >= OVERRUNS_TO_FALL_BACK:
             self._fall_back(f"steps over budget ({cost * 1000:.1f} ms > {self.step_budget_s * 1000:.0f} ms)", now_s)
 
@@ -449,13 +444,20 @@ class TransformerImproviser:
     def _speculate(self, session: "Session", t_s: float) -> None:
         """Keep a candidate answer for the phrase ending as it stands; a few events per tick,
         so no tick is long (its first event is there one tick after the key goes up)."""
-        predicted = session.predicted_answer(t_s)
+        # The prediction changes only when something is played, a key goes up, a knob or the
+        # mode moves: not worked out again on every tick of a pause.
+        steering = session.steering
+        situation = (self.context.version, session.listener.phrases.last_release_s, steering, session.policy)
+        if situation != self._speculated_for:
+            self._speculated_for = situation
+            self._prediction = session.predicted_answer(t_s)
+        predicted = self._prediction
         if predicted is None:
             return
-        key = self._candidate_key(predicted, session.steering)
+        key = self._candidate_key(predicted, steering)
         if self.candidate is None or self.candidate[0] != key:
             self.context.rollback()
-            plan = Plan(self, predicted, session.steering, session.state_now, session.rng, speculative=True)
+            plan = Plan(self, predicted, steering, session.state_now, session.rng)
             self.candidate = (key, plan)
             self.speculation["computed"] += 1
         plan = self.candidate[1]
@@ -494,7 +496,7 @@ class TransformerImproviser:
         end = request.end_s
         while ahead and ahead[-1].note.onset_s >= end:
             ahead.pop()
-        plan.request, plan.speculative, plan.rng = request, False, plan.rng
+        plan.request = request
         plan.notes_ahead = len(ahead)
         self.plans.append(plan)
         self.speculation["adopted"] += 1
