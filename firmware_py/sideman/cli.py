@@ -22,6 +22,8 @@ def _parse_latency(text: str) -> tuple[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sideman.model.backends import BACKEND_NAMES
+
     parser = argparse.ArgumentParser(prog="sideman", description="A second jazz pianist in a box.")
     parser.add_argument("--version", action="version", version=f"sideman {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -89,16 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     reaction.add_argument("--period", type=int, default=64, help="JACK period in frames")
     reaction.add_argument("--rate", type=int, default=48000)
     reaction.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
-    reaction.add_argument("--model-backend", choices=["auto", "torch", "onnx", "tensorrt"], default="auto")
+    reaction.add_argument("--model-backend", choices=list(BACKEND_NAMES), default="auto")
     duet_bench = bench_kinds.add_parser("duet", help="the box duetting over JACK with a line played in real time: "
                                                      "CPU, timing error, peak RSS, stuck notes (Markov side by side)")
     duet_bench.add_argument("--json", action="store_true")
     duet_bench.add_argument("--seconds", type=float, default=30.0)
-    duet_bench.add_argument("--model-backend", choices=["auto", "torch", "onnx", "tensorrt"], default="auto")
+    duet_bench.add_argument("--model-backend", choices=list(BACKEND_NAMES), default="auto")
     model_bench = bench_kinds.add_parser("model", help="the transformer per event on each backend (own process each): "
                                                        "ready time, event/step p50/p99, real-time factor, peak RSS")
     model_bench.add_argument("--json", action="store_true")
-    model_bench.add_argument("--backend", action="append", choices=["torch", "onnx", "tensorrt"], default=[],
+    model_bench.add_argument("--backend", action="append", choices=[b for b in BACKEND_NAMES if b != "auto"], default=[],
                              help="backends to measure (default: torch and onnx)")
     model_bench.add_argument("--events", type=int, default=2000)
     panel_bench = bench_kinds.add_parser("panel", help="OLED frames drawn on change only vs at every tick, over a scripted minute")
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--seed", type=int, default=0)
     gaps.add_argument("--json", action="store_true")
     gaps.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
-    gaps.add_argument("--model-backend", choices=["auto", "torch", "onnx", "tensorrt"], default="auto")
+    gaps.add_argument("--model-backend", choices=list(BACKEND_NAMES), default="auto")
     return parser
 
 

@@ -69,9 +69,9 @@ from sideman.model.bundle import (MANIFEST, ModelFileError, load_bundle, read_ma
 from sideman.model.conditioning import chord_profiles, tempo_features
 from sideman.model.events import AI, HUMAN, Note, Pedal
 from sideman.model.generate import encode_with_voices
+from sideman.model.model_files import GRAPH_NAMES
 from sideman.model.transformer import (CHORD_DIM, N_DURATION, N_PITCH, N_TIME, N_VELOCITY, JazzTransformer)
 
-GRAPH_NAMES = ("init", "step", "pitch_head", "duration_head", "velocity_head")
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-3
 ENGINE_SCHEMA = 1                       # image/sideman-engine-build's manifest schema

@@ -3,16 +3,15 @@
     torch   the nn.Module on the CPU: always there when torch is
     onnx    the graphs from `sideman-train export` under onnxruntime: on this 2-core CPU about
             twice as fast per event as torch (`sideman bench model` measures both)
+    tensorrt  the same graphs under onnxruntime's TensorRT execution provider (onnxruntime-gpu on
+            the Jetson): auto picks it when that provider exists. Written, not yet run: no GPU
+            has been lent to this project (the CPU path is what the tests and benchmarks cover).
 
 The live stream above calls only `step` (one event through the static KV cache, returning the
 backbone state and the AI's time logits), the three field heads, and `prefill` (a whole history
 at once, for re-priming when the cache slides). Everything goes in and out as numpy, so sampling
 does not care which engine runs. A cache is whatever the engine keeps; a step never writes into
 the cache it was given (it returns a new one), so holding on to an old cache *is* a rollback.
-
-    tensorrt  the same graphs under onnxruntime's TensorRT execution provider (onnxruntime-gpu on
-            the Jetson): auto picks it when that provider exists. Written, not yet run: no GPU
-            has been lent to this project (the CPU path is what the tests and benchmarks cover).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sideman.model.events import AI
+from sideman.model.model_files import GRAPH_NAMES
 
 BACKEND_NAMES = ("auto", "torch", "onnx", "tensorrt")
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
@@ -118,7 +118,6 @@ class TorchBackend(ModelBackend):
         self.context = model.config.context
         self.d_model = model.config.d_model
         with torch.no_grad():
-            self._ai_out = model.voice_out.weight[AI].clone()
             self._voice_out = model.voice_out.weight.clone()
 
     def empty_cache(self):
@@ -133,7 +132,7 @@ class TorchBackend(ModelBackend):
             h, k, v = self.model.step(prev, begin, torch.from_numpy(np.asarray(style_vector, np.float32))[None],
                                       torch.tensor([mode]), torch.from_numpy(np.asarray(chord, np.float32))[None],
                                       torch.tensor([float(tempo)]), torch.tensor(position), k, v)
-            time_logits = self.model.time_head(h + self._ai_out)
+            time_logits = self.model.time_head(h + self._voice_out[AI])
         return StepOutput(h[0].numpy(), time_logits[0].numpy(), (k, v))
 
     def _head(self, head, h, voice, *chosen):
@@ -202,7 +201,7 @@ class OnnxBackend(ModelBackend):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.sessions = {}
-        for name in ("init", "step", "pitch_head", "duration_head", "velocity_head"):
+        for name in GRAPH_NAMES:
             path = Path(folder) / graphs.get(name, f"onnx/{name}.onnx")
             if not path.is_file():
                 raise BackendError(f"{path}: missing (run `sideman-train export --model {folder}`)")
@@ -308,8 +307,7 @@ def onnx_available(bundle) -> bool:
     if importlib.util.find_spec("onnxruntime") is None:
         return False
     graphs = graph_files(bundle)
-    return all(graphs.get(name) and (bundle.path / graphs[name]).is_file()
-               for name in ("init", "step", "pitch_head", "duration_head", "velocity_head"))
+    return all(graphs.get(name) and (bundle.path / graphs[name]).is_file() for name in GRAPH_NAMES)
 
 
 def open_backend(bundle, kind: str = "auto") -> ModelBackend:

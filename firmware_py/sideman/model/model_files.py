@@ -15,6 +15,8 @@ FORMAT = "sideman-transformer"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
+# The graphs `sideman-train export` writes (the live voice, the box's engine build).
+GRAPH_NAMES = ("init", "step", "pitch_head", "duration_head", "velocity_head")
 
 
 class ModelFileError(Exception):

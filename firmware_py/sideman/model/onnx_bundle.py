@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sideman.model.model_files import MANIFEST, ModelFileError, Style, StyleLookup, read_manifest, sha256_of
-
-GRAPHS = ("init", "step", "pitch_head", "duration_head", "velocity_head")
+from sideman.model.model_files import (GRAPH_NAMES, MANIFEST, ModelFileError, Style, StyleLookup, read_manifest,
+                                       sha256_of)
 
 
 @dataclass
@@ -62,7 +61,7 @@ def load_onnx_bundle(folder: Path | str) -> OnnxBundle:
                              f"(run `sideman-train export --model {folder}`)")
     entries = {g.get("name"): g for g in manifest.get("graphs", []) if isinstance(g, dict)}
     graphs = {}
-    for name in GRAPHS:
+    for name in GRAPH_NAMES:
         entry = entries.get(name)
         if entry is None or not isinstance(entry.get("onnx"), str):
             raise ModelFileError(f"{folder / MANIFEST}: no exported {name} graph (run `sideman-train export`)")
