@@ -79,10 +79,9 @@ class Box:
         if voice is None:
             from sideman.play.voices import make_voice
 
-            model_options = {"backend": config.model_backend, "horizon_s": config.lookahead_s} \
-                if config.voice == "transformer" else {}
             voice = make_voice(config.voice, config.mode, config.style, config.controls, config.seed,
-                               warn=lambda text: self.announce(f"warning: {text}"), **model_options)
+                               warn=lambda text: self.announce(f"warning: {text}"),
+                               backend=config.model_backend, horizon_s=config.lookahead_s)
         self.voice = voice
         self.outputs = OutputFanout()
         self.recorder = SessionRecorder() if config.capture else None

@@ -210,7 +210,7 @@ def cmd_play(args) -> int:
     from sideman.midi_files import MidiFileError, read_performance
     from sideman.play.duet_files import write_duet_midi, write_piano_roll
     from sideman.play.simulate import play_performance
-    from sideman.play.voices import make_session, make_transformer_session
+    from sideman.play.voices import make_voice
 
     try:
         human = read_performance(args.input, track_names=set(args.track) or None)
@@ -221,13 +221,10 @@ def cmd_play(args) -> int:
         print(f"sideman: error: {args.input}: no notes in the chosen tracks", file=sys.stderr)
         return 2
     controls = values_from_args(args)
-    warn = lambda text: print(f"sideman: warning: {text}", file=sys.stderr)  # noqa: E731
-    if args.voice == "transformer":
-        # Offline: time is simulated, so there is no step budget (a slow machine renders the same duet).
-        session = make_transformer_session(args.mode, args.style, controls, args.seed, backend=args.model_backend,
-                                           horizon_s=args.lookahead_s, step_budget_s=None, warn=warn)
-    else:
-        session = make_session(args.mode, args.style, controls, args.seed, warn=warn)
+    # Offline: time is simulated, so there is no step budget (a slow machine renders the same duet).
+    session = make_voice(args.voice, args.mode, args.style, controls, args.seed,
+                         warn=lambda text: print(f"sideman: warning: {text}", file=sys.stderr),
+                         backend=args.model_backend, horizon_s=args.lookahead_s, step_budget_s=None)
     keep_cc = int(controls["keep_cc"])
     duet = play_performance(human, session, extra_messages=[(t, (0xB0, keep_cc, 127)) for t in args.keep_at])
     write_duet_midi(Path(args.out), duet.human, duet.ai, ai_channel=int(controls["ai_channel"]) - 1)

@@ -15,19 +15,16 @@ The same run with the Markov voice is the baseline, side by side."""
 from __future__ import annotations
 
 import os
-import subprocess
-import threading
 import time
 
 import numpy as np
-import rtmidi
 
-from sideman.bench.reaction import _box_cpu_s, _peak_rss_mb
-from sideman.bench.stats import summary_ms
+from sideman.bench.probe import JackProbe
+from sideman.bench.stats import box_cpu_seconds, peak_rss_mb, summary_ms
 from sideman.box import Box, BoxConfig
 from sideman.controls import CONTROLS
 from sideman.ports.jack_server import DummyJackServer
-from sideman.play.voices import make_session, make_transformer_session
+from sideman.play.voices import make_voice
 
 
 def practice_line(seconds: float, seed: int = 0) -> list[tuple[float, int, int, float]]:
@@ -48,33 +45,13 @@ def practice_line(seconds: float, seed: int = 0) -> list[tuple[float, int, int, 
 
 def _one_run(voice: str, seconds: float, seed: int, model_backend: str) -> dict:
     controls = {c.name: c.default for c in CONTROLS}
-    if voice == "transformer":
-        session = make_transformer_session("duet", controls=controls, seed=seed, backend=model_backend)
-    else:
-        session = make_session("duet", controls=controls, seed=seed)
+    session = make_voice(voice, "duet", controls=controls, seed=seed, backend=model_backend)
     box = Box(BoxConfig(backend="jack", autoconnect="", capture=False, mode="duet"), voice=session,
               announce=lambda text: None)
     box.start()
-    source = sink = None
-    received: list[tuple] = []
-    stop = threading.Event()
+    probe = None
     try:
-        source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "duet-src")
-        source.open_virtual_port("out")
-        sink = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "duet-sink")
-        sink.open_virtual_port("in")
-
-        def poll():  # polled, as in the reaction bench (no Python callback on JACK's thread)
-            while not stop.is_set():
-                event = sink.get_message()
-                if event is None:
-                    time.sleep(0.001)
-                    continue
-                received.append(tuple(event[0]))
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        for a, b in (("duet-src:out", "sideman:in"), ("sideman-out:out", "duet-sink:in")):
-            subprocess.run(["jack_connect", a, b], check=True, stdout=subprocess.DEVNULL)
+        probe = JackProbe("duet", poll_s=0.001)
         time.sleep(0.3)
         box.scheduler.timing_errors_ns.clear()
         events = []
@@ -82,38 +59,36 @@ def _one_run(voice: str, seconds: float, seed: int, model_backend: str) -> dict:
             events.append((onset, (0x90, pitch, velocity)))
             events.append((onset + duration, (0x80, pitch, 0)))
         events.sort(key=lambda e: e[0])
-        cpu_start, process_start, start = _box_cpu_s(box), time.process_time(), time.monotonic()
+        cpu_start, process_start, start = box_cpu_seconds(), time.process_time(), time.monotonic()
         for at, message in events:
             delay = start + at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            source.send_message(message)
+            probe.send(message)
         time.sleep(1.0)
         wall = time.monotonic() - start
-        cpu = (_box_cpu_s(box) - cpu_start) / wall
+        cpu = (box_cpu_seconds() - cpu_start) / wall
         process_cpu = (time.process_time() - process_start) / wall
         timing = list(box.scheduler.timing_errors_ns)
         status = getattr(session.improviser, "status", None)
     finally:
         box.stop()
-        time.sleep(0.3)
-        stop.set()
-        if sink is not None:
-            sink.delete()
-        if source is not None:
-            source.delete()
-    ai_on = 0x90 | box.ai_channel
+        if probe is not None:
+            time.sleep(0.3)   # the box's last note-offs arrive
+            received = probe.messages()
+            probe.close()
+    ai_on, ai_off = 0x90 | box.ai_channel, 0x80 | box.ai_channel
     sounding: dict[int, int] = {}
     for m in received:
         if m[0] == ai_on and m[2] > 0:
             sounding[m[1]] = sounding.get(m[1], 0) + 1
-        elif (m[0] == (0x80 | box.ai_channel) or (m[0] == ai_on and m[2] == 0)) and sounding.get(m[1]):
+        elif (m[0] == ai_off or (m[0] == ai_on and m[2] == 0)) and sounding.get(m[1]):
             sounding[m[1]] -= 1
     return {"voice": session.improviser.name, "seconds": round(wall, 1),
             "human_notes": sum(1 for _, m in events if m[0] == 0x90),
             "ai_notes": sum(1 for m in received if m[0] == ai_on and m[2] > 0),
             "box_cpu_share_of_one_core": round(cpu, 3), "process_cpu_share_of_one_core": round(process_cpu, 3),
-            "timing_error": summary_ms(timing), "peak_rss_mb": _peak_rss_mb(),
+            "timing_error": summary_ms(timing), "peak_rss_mb": peak_rss_mb(),
             "engine_dropped_events": box.engine.dropped, "voice_errors": box.engine.voice_errors,
             "stuck_notes": sum(sounding.values()), "voice_status": status}
 

@@ -20,18 +20,9 @@ import subprocess
 import sys
 import time
 
-from sideman.bench.stats import summary_ms
+from sideman.bench.stats import peak_rss_mb, summary_ms
 
 EVENTS = 2000
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    import resource
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def measure_backend(kind: str, events: int = EVENTS, started: float | None = None) -> dict:
@@ -91,7 +82,7 @@ def measure_backend(kind: str, events: int = EVENTS, started: float | None = Non
         "backend": backend.name, "ready_s": round(ready_s, 3), "events": events,
         "event": summary_ms(event_ns[50:]), "step": summary_ms(step_ns[50:]),
         "rtf": round(music_s / compute_s, 1), "music_s": round(music_s, 1), "compute_s": round(compute_s, 3),
-        "cache_slides": voice.context.slides, "peak_rss_mb": _peak_rss_mb(),
+        "cache_slides": voice.context.slides, "peak_rss_mb": peak_rss_mb(),
         "torch_loaded": "torch" in sys.modules,
     }
     # The baseline in the same process: the Markov voice drawing one event.

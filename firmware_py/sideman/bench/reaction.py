@@ -10,18 +10,15 @@ the floor any MIDI event on this server pays."""
 from __future__ import annotations
 
 import os
-import subprocess
-import threading
 import time
 
-import rtmidi
-
-from sideman.bench.stats import summary_ms
+from sideman.bench.probe import JackProbe
+from sideman.bench.stats import box_cpu_seconds, peak_rss_mb, summary_ms
 from sideman.box import Box, BoxConfig
 from sideman.clock import NS_PER_S, now_ns
 from sideman.ports.jack_server import DummyJackServer
 from sideman.ports.contract import PortError
-from sideman.play.voices import make_session, make_transformer_session
+from sideman.play.voices import make_voice
 
 PHRASE = (60, 64, 67, 71)
 NOTE_S = 0.06
@@ -29,53 +26,29 @@ NOTE_S = 0.06
 
 def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, seed: int = 1,
                        voice: str = "transformer", model_backend: str = "auto") -> dict:
-    arrivals: list[tuple[int, tuple]] = []
-    lock = threading.Lock()
     with DummyJackServer(name=f"sideman-reaction-{os.getpid()}", rate=rate, period=period):
-        if voice == "transformer":
-            session = make_transformer_session("call-response", seed=seed, answer_on_grid=False, backend=model_backend)
-        else:
-            session = make_session("call-response", seed=seed, answer_on_grid=False)
+        session = make_voice(voice, "call-response", seed=seed, answer_on_grid=False, backend=model_backend)
         box = Box(BoxConfig(backend="jack", autoconnect="", capture=False), voice=session,
                   announce=lambda text: None)
         box.start()
-        source = sink = poller = None
-        stop = threading.Event()
+        probe = None
         try:
-            source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench-src")
-            source.open_virtual_port("out")
-            sink = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "bench-sink")
-            sink.open_virtual_port("in")
-
-            # Polled, not called back: a Python callback on JACK's thread can deadlock or crash
-            # with the box (same process) closing its clients (see README, design notes).
-            def poll():
-                while not stop.is_set():
-                    event = sink.get_message()
-                    if event is None:
-                        time.sleep(0.0002)
-                        continue
-                    t = now_ns()
-                    with lock:
-                        arrivals.append((t, tuple(event[0])))
-            poller = threading.Thread(target=poll, daemon=True)
-            poller.start()
-            for a, b in (("bench-src:out", "sideman:in"), ("sideman-out:out", "bench-sink:in")):
-                subprocess.run(["jack_connect", a, b], check=True, stdout=subprocess.DEVNULL)
+            probe = JackProbe("bench")
+            arrivals, lock = probe.arrivals, probe.lock
             time.sleep(0.3)
             ai_status = 0x90 | box.ai_channel
             box.scheduler.timing_errors_ns.clear()
             box.scheduler.immediate_delays_ns.clear()
-            cpu_start, process_start, wall_start = _box_cpu_s(box), time.process_time(), time.monotonic()
+            cpu_start, process_start, wall_start = box_cpu_seconds(), time.process_time(), time.monotonic()
             reactions, thru, missed = [], [], 0
             for i in range(phrases):
                 sent = {}
                 for pitch in PHRASE:
                     message = (0x90, pitch, 40 + i % 80)
                     sent[message] = now_ns()
-                    source.send_message(message)
+                    probe.send(message)
                     time.sleep(NOTE_S)
-                    source.send_message((0x80, pitch, 0))
+                    probe.send((0x80, pitch, 0))
                 phrase_done = now_ns()
                 answer = _wait_for(arrivals, lock, lambda t, m: t > phrase_done and m[0] == ai_status and m[2] > 0)
                 if answer is None:
@@ -90,18 +63,13 @@ def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, 
                             thru.append(t - sent.pop(m))
                 time.sleep(0.05)  # the next phrase barges into this answer (its hush is exercised too)
             wall = time.monotonic() - wall_start
-            box_cpu_share = (_box_cpu_s(box) - cpu_start) / wall
+            box_cpu_share = (box_cpu_seconds() - cpu_start) / wall
             process_cpu_share = (time.process_time() - process_start) / wall
             timing_errors = list(box.scheduler.timing_errors_ns)
             immediate = list(box.scheduler.immediate_delays_ns)
         finally:
-            if sink is not None:
-                stop.set()
-                if poller is not None:
-                    poller.join()
-                sink.delete()
-            if source is not None:
-                source.delete()
+            if probe is not None:
+                probe.close()
             box.stop()
     if not reactions:
         raise PortError("no answers arrived: the session did not react to any phrase")
@@ -123,33 +91,10 @@ def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, 
         # counts the probe's busy-polling receiver and every JACK client thread).
         "box_cpu_share_of_one_core": round(box_cpu_share, 3),
         "process_cpu_share_of_one_core": round(process_cpu_share, 3),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "p99_minus_thru_p99_ms": round(summary_ms(reactions)["p99_ms"] - summary_ms(thru)["p99_ms"], 3) if thru else None,
         "target_p99_ms": 10.0,
     }
-
-
-def _box_cpu_s(box) -> float:
-    """CPU seconds of the box's Python threads (engine, sender, MIDI input, hot-plug), from /proc."""
-    ids = {t.native_id for t in threading.enumerate() if t.name.startswith("sideman")}
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for tid in ids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def _wait_for(arrivals, lock, predicate, timeout_s: float = 3.0):

@@ -120,11 +120,14 @@ def _markov_instead(session: Session, problem: str, warn) -> Session:
 
 
 def make_voice(name: str, mode: str = "call-response", style_spec: str = DEFAULT_STYLE,
-               controls: dict | None = None, seed: int = 0, warn=log.warning, **model_options):
+               controls: dict | None = None, seed: int = 0, warn=log.warning, answer_on_grid: bool = True,
+               **model_options):
+    """The voice by name. model_options (backend, horizon_s, step_budget_s, model_dir) are the
+    transformer's; the other voices do not take them."""
     if name == "transformer":
-        return make_transformer_session(mode, style_spec, controls, seed, warn=warn, **model_options)
+        return make_transformer_session(mode, style_spec, controls, seed, answer_on_grid, warn=warn, **model_options)
     if name == "markov":
-        return make_session(mode, style_spec, controls, seed, warn=warn)
+        return make_session(mode, style_spec, controls, seed, answer_on_grid, warn=warn)
     try:
         return PLUMBING_VOICES[name]()
     except KeyError:
