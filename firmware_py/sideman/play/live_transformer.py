@@ -30,6 +30,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,6 +72,17 @@ POLICY_MODES = {"call-response": "answer", "trade": "answer", "variation": "answ
 REQUEST_MODES = {ANSWER: "answer", COMP: "comp", DUET: "duet", VARIATION: "answer"}
 
 _SHORT_GAPS = (np.asarray(TIME_BINS_S) < 0.25) & (np.asarray(TIME_BINS_S) > 0.0)
+_PITCH_CLASS = np.arange(128) % 12
+
+
+@lru_cache(maxsize=64)
+def _register_mask(low: int, high: int) -> np.ndarray:
+    """Pitch tokens the register lets through (notes only: the AI never plays the pedal); built
+    once per range, not per event."""
+    mask = np.zeros(PEDAL_DOWN + 2, bool)
+    mask[max(0, low):min(127, high) + 1] = True
+    mask.flags.writeable = False
+    return mask
 
 
 @dataclass
@@ -339,17 +351,15 @@ class TransformerImproviser:
         if onset >= request.end_s:
             plan.exhausted = True
             return
-        pitch_logits = backend.pitch_logits(state.h, AI, tb).astype(np.float64, copy=True)
-        low, high = request.register
-        allowed = np.zeros(len(pitch_logits), bool)
-        allowed[max(0, low):min(127, high) + 1] = True
-        chord = context.chord_after(onset)
-        if steering.chord_bias > 0 and chord.any():
-            pitch_logits[:128] += steering.chord_bias * CHORD_BIAS_NATS * np.tile(chord, 11)[:128]
-        pitch_logits[~allowed] = -np.inf
+        allowed = _register_mask(*request.register)
         if not allowed.any():
             plan.exhausted = True
             return
+        pitch_logits = backend.pitch_logits(state.h, AI, tb).astype(np.float64, copy=True)
+        chord = context.chord_after(onset)
+        if steering.chord_bias > 0 and chord.any():
+            pitch_logits[:128] += steering.chord_bias * CHORD_BIAS_NATS * chord[_PITCH_CLASS]
+        pitch_logits[~allowed] = -np.inf
         pitch = draw(pitch_logits, steering.temperature, plan.rng)
         db = draw(backend.duration_logits(state.h, AI, tb, pitch), steering.temperature, plan.rng)
         vb = draw(backend.velocity_logits(state.h, AI, tb, pitch, db), steering.temperature, plan.rng)
