@@ -64,6 +64,8 @@ DEPENDS = [
 # JetPack's TensorRT meta-package (trtexec, python3-libnvinfer): pulled in by apt's default
 # install-recommends on a BSP-only rootfs; without it the engine build falls back to CPU/Markov.
 RECOMMENDS = ["nvidia-tensorrt"]
+# The built-in piano is off on the box (it drives a real synth); `--synth builtin` needs these.
+SUGGESTS = ["libfluidsynth3", "timgm6mb-soundfont | musescore-general-soundfont"]
 # Dependencies the box takes from Debian packages rather than pip (see DEPENDS).
 FROM_APT = {"systemd-python"}
 # pip constraints for the box's venv: JetPack's TensorRT (and NVIDIA's torch) Python bindings,
@@ -280,6 +282,7 @@ def write_control(root: Path, version: str, conffiles: list[str], unit_names: li
         f"Installed-Size: {installed_kib}\n"
         f"Depends: {', '.join(DEPENDS)}\n"
         f"Recommends: {', '.join(RECOMMENDS)}\n"
+        f"Suggests: {', '.join(SUGGESTS)}\n"
         "Section: sound\n"
         "Priority: optional\n"
         "Description: Sideman jazz-piano stage box (Jetson Orin)\n"
