@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup setup-train run test test-all bench bench-reaction eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
+.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+## The Debian/Ubuntu packages (JACK, ALSA, FluidSynth and its piano soundfonts, ...): sudo apt-get, only what is missing.
+system-packages:
+	bash .ci/system-packages
 
 # Training extras on top (peft for LoRA fine-tuning).
 TRAIN_STAMP := $(VENV)/.installed-train
@@ -45,6 +49,11 @@ bench: setup
 	$(VENV)/bin/sideman bench reaction --json --voice markov $(ARGS)
 	$(VENV)/bin/sideman bench model --json $(ARGS)
 	$(VENV)/bin/sideman bench duet --json $(ARGS)
+	$(VENV)/bin/sideman bench audio --json $(ARGS)
+
+## The built-in piano: note-on -> sound per audio period size, vs the soundfont's own attack.
+bench-audio: setup
+	$(VENV)/bin/sideman bench audio --json $(ARGS)
 
 bench-reaction: setup
 	$(VENV)/bin/sideman bench reaction --json $(ARGS)
@@ -76,6 +85,10 @@ finetune-mckenna: setup-train
 eval-model: setup
 	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Brad Mehldau" --split val --style mehldau --all-styles --partner tatum --samples $(MODEL)/samples --out $(MODEL)/eval-mehldau-val.json $(ARGS)
 	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Dave McKenna" --split val --style mckenna --all-styles --out $(MODEL)/eval-mckenna-val.json $(ARGS)
+
+## The README's sample duets: parts written in code, played by the transformer, rendered through the built-in piano.
+sample-duets: setup-train
+	$(VENV)/bin/sideman-train sample-duets --out docs/samples $(ARGS)
 
 ## ONNX graphs for the box's TensorRT build, with the parity check (see models/README.md).
 export: setup

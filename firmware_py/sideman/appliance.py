@@ -37,17 +37,23 @@ def saved_settings(announce) -> tuple[Settings, str | None]:
         return Settings(), message
 
 
-def box_config(args, settings: Settings) -> BoxConfig:
+def box_config(args, settings: Settings, service: bool = False) -> BoxConfig:
     """Flags given on the command line win over saved settings; saved settings over defaults."""
     settings.controls = values_from_args(args, base=settings.controls)
     settings.mode = args.mode or settings.mode
     settings.styles = args.style or settings.styles
+    settings.synth = args.synth or settings.synth
+    # The box drives a real synth: its built-in piano plays only when asked for (--synth builtin).
+    synth = "none" if service and settings.synth == "auto" else settings.synth
     return BoxConfig(backend=args.backend, inputs=args.input, outputs=args.output,
                      autoconnect=args.autoconnect, din=args.din, voice=args.voice,
                      model_backend=args.model_backend, lookahead_s=args.lookahead_s,
                      mode=settings.mode, style=settings.styles, seed=args.seed,
                      clock_out=args.clock_out, capture=args.capture,
-                     output_latency_ms=dict(args.output_latency), controls=settings.controls)
+                     output_latency_ms=dict(args.output_latency), controls=settings.controls,
+                     synth=synth, soundfont=args.soundfont, audio_driver=args.audio_driver,
+                     audio_file=args.audio_file, audio_period_frames=args.audio_period,
+                     audio_periods=args.audio_periods)
 
 
 def make_panel(kind: str, box: Box, settings: Settings, announce) -> PanelController:
@@ -115,7 +121,7 @@ def describe_view(view) -> str:
 def run(args, panel: str = "auto", service: bool = False) -> int:
     announce = (lambda text: log.info("%s", text)) if panel == "sim" else (lambda text: print(text, flush=True))
     settings, problem = saved_settings(announce)
-    box = Box(box_config(args, settings), announce=announce)
+    box = Box(box_config(args, settings, service=service), announce=announce)
     controller = make_panel(panel, box, settings, announce)
     if problem:
         controller.alert_now("SETTINGS", "file refused,", "defaults used", seconds=5.0)

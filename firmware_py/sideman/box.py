@@ -51,6 +51,14 @@ class BoxConfig:
     capture: bool = True
     hotplug_interval_s: float = 0.5
     output_latency_ms: dict[str, float] = field(default_factory=dict)  # name pattern -> ms
+    # The built-in piano (sound/): auto = on while no hardware synth is connected; builtin = always;
+    # none = never (a Box built in code plays no sound unless asked; `sideman run` defaults to auto).
+    synth: str = "none"
+    soundfont: str | None = None       # None: the best installed one
+    audio_driver: str = "auto"         # auto: PipeWire/PulseAudio, a running JACK server, ALSA
+    audio_file: str | None = None      # the file audio driver's output (.wav/.flac/.ogg)
+    audio_period_frames: int = 128
+    audio_periods: int = 2
     controls: dict[str, float] = field(default_factory=lambda: {c.name: c.default for c in CONTROLS})
 
 
@@ -100,6 +108,8 @@ class Box:
         self._fixed_inputs: list = []
         self._din = None
         self._output_set: PortSet | None = None
+        self._builtin: OutputSlot | None = None   # the built-in piano's slot, attached or not
+        self._builtin_on: bool | None = None
         self._input_sets: list[PortSet] = []
         # MIDI CC map / learn / Program Change (the panel's); mapped CCs are the box's, not the synth's.
         self.midi_controls = None
@@ -190,10 +200,12 @@ class Box:
                 self._din.set_receiver(self.on_human)
                 self.outputs.add(self._make_slot(self._din))
                 self.announce(f"DIN   : {din} (in and out, 31250 baud)")
+        self._open_builtin_piano()
         self.watcher = HotplugWatcher(port_sets, config.hotplug_interval_s)
         for port in self._fixed_inputs:
             port.set_receiver(self.on_human)
         self.watcher.reconcile_now()
+        self._follow_hardware_synths()
         self.scheduler.start()
         self.engine.start()
         if config.clock_out:
@@ -224,6 +236,8 @@ class Box:
         for slot in self.outputs.slots:
             if slot.port is not self._din:
                 slot.close()
+        if self._builtin is not None:
+            self._builtin.close()  # also when detached (a hardware synth took over); idempotent
         for port in self._all_inputs():
             port.close()
         if self.lister is not None:
@@ -282,6 +296,61 @@ class Box:
         self.watcher.reconcile_now()
         return self.outputs.names()
 
+    # --- the built-in piano ----------------------------------------------------------------------
+    def _open_builtin_piano(self) -> None:
+        """FluidSynth as one more output, when asked for (or, with auto, while no hardware synth is
+        connected). Anything missing (library, soundfont, audio device) is said in one line and the
+        box plays on, MIDI only."""
+        config = self.config
+        if config.synth == "none":
+            return
+        if config.synth == "auto" and config.outputs:
+            self.announce("sound : built-in piano off: you named the synth (--synth builtin adds it)")
+            return
+        from sideman.sound.builtin import BuiltinPiano, detect_audio_driver
+        from sideman.sound.soundfonts import SoundError
+
+        driver = config.audio_driver
+        if driver == "auto":
+            driver, found = detect_audio_driver(private_jack=self.backend.private_server is not None)
+            if driver is None:
+                self.announce(f"sound : {found}: built-in piano off, MIDI only "
+                              f"(--audio-driver file --audio-file DUET.wav records it instead)")
+                return
+        try:
+            piano = BuiltinPiano(self.ai_channel, driver, config.soundfont, config.audio_file,
+                                 config.audio_period_frames, config.audio_periods)
+        except SoundError as exc:
+            self.announce(f"warning: {exc}; playing MIDI only")
+            return
+        # No latency compensation: your notes and the AI's share the same audio buffer.
+        self._builtin = OutputSlot(piano)
+        self.announce(f"sound : {piano.describe()}")
+
+    def _follow_hardware_synths(self, arriving: str | None = None) -> None:
+        """--synth auto: the built-in piano plays while no hardware synth is connected, and stops
+        (its notes ended) when one is. Called at start and on every output hot-plug change."""
+        if self._builtin is None:
+            return
+        hardware = sorted(self._output_set.connected) if self._output_set is not None else []
+        if arriving is not None:
+            hardware.append(arriving)  # connect callbacks run before the set lists the new port
+        want_on = self.config.synth == "builtin" or not hardware
+        if want_on == self._builtin_on:
+            return
+        first = self._builtin_on is None
+        self._builtin_on = want_on
+        if want_on:
+            self.outputs.add(self._builtin)
+            if self.config.synth == "auto":
+                self.announce("sound : built-in piano on: no hardware synth connected (--synth none turns it off)")
+        else:
+            self.outputs.remove(self._builtin)
+            if not first:
+                self._builtin.release()
+                self._builtin.port.silence()
+            self.announce(f"sound : built-in piano off: {hardware[0]} is connected")
+
     # --- ports ----------------------------------------------------------------------------------
     def _make_slot(self, port: MidiOutput) -> OutputSlot:
         latency = self.config.controls["latency_ms"]
@@ -317,6 +386,7 @@ class Box:
         def connect(name: str) -> OutputSlot:
             slot = self._make_slot(RtMidiOutput(self.backend, "sideman-out", connect_to=name))
             self.outputs.add(slot)
+            self._follow_hardware_synths(arriving=name)
             return slot
 
         def disconnect(_name: str, slot: OutputSlot) -> None:
@@ -324,5 +394,6 @@ class Box:
             self.outputs.remove(slot)
             slot.release(all_notes_off=[self.ai_channel])
             slot.close()
+            self._follow_hardware_synths()
 
         return PortSet(label, self.lister.destinations, wanted, connect, disconnect, self.announce)

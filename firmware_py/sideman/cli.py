@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("input", metavar="IN.mid")
     play.add_argument("--out", required=True, metavar="DUET.mid", help="the duet: tracks human and sideman")
     play.add_argument("--png", metavar="ROLL.png", help="also draw the duet as a piano roll")
+    play.add_argument("--audio", metavar="DUET.wav", help="also render the duet through the built-in piano "
+                      "(FluidSynth): .wav, .flac or .ogg; you on the left, the AI on the right")
+    play.add_argument("--soundfont", metavar="PATH", help="the soundfont for --audio (default: the best installed)")
     play.add_argument("--track", action="append", default=[], metavar="NAME",
                       help="only these tracks of IN.mid are the human (default: all)")
     play.add_argument("--keep-at", type=float, action="append", default=[], metavar="SECONDS",
@@ -103,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_argument("--backend", action="append", choices=[b for b in BACKEND_NAMES if b != "auto"], default=[],
                              help="backends to measure (default: torch and onnx)")
     model_bench.add_argument("--events", type=int, default=2000)
+    audio_bench = bench_kinds.add_parser("audio", help="the built-in piano: note-on -> sound per audio period "
+                                                       "size (JACK dummy server), vs the soundfont's own attack")
+    audio_bench.add_argument("--json", action="store_true")
+    audio_bench.add_argument("--notes", type=int, default=40, help="notes per period size")
+    audio_bench.add_argument("--period", type=int, action="append", default=[], metavar="FRAMES",
+                             help="period sizes to measure (default 64, 128, 256, 512)")
+    audio_bench.add_argument("--soundfont", metavar="PATH")
     panel_bench = bench_kinds.add_parser("panel", help="OLED frames drawn on change only vs at every tick, over a scripted minute")
     panel_bench.add_argument("--seconds", type=float, default=60.0)
     panel_bench.add_argument("--json", action="store_true")
@@ -139,7 +149,31 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-capture", dest="capture", action="store_false", help="do not save the session as MIDI")
     parser.add_argument("--output-latency", action="append", default=[], type=_parse_latency, metavar="PATTERN=MS",
                      help="latency compensation for outputs whose name contains PATTERN")
+    _add_sound_flags(parser)
     add_control_flags(parser)
+
+
+def _add_sound_flags(parser: argparse.ArgumentParser) -> None:
+    from sideman.sound.builtin import (AUDIO_DRIVERS, DEFAULT_PERIOD_FRAMES, DEFAULT_PERIODS,
+                                       SYNTH_CHOICES)
+
+    parser.add_argument("--synth", choices=SYNTH_CHOICES, default=None,
+                        help="the built-in piano (FluidSynth): auto (default on a laptop: while no hardware "
+                             "synth is connected; off under --service, the box), builtin (always), none. "
+                             "Saved in the box's settings")
+    parser.add_argument("--soundfont", metavar="PATH", help="the built-in piano's soundfont (.sf2/.sf3; "
+                        "default: the best installed, MuseScore_General or TimGM6mb)")
+    parser.add_argument("--audio-driver", choices=AUDIO_DRIVERS, default="auto",
+                        help="where the built-in piano sounds: auto (PipeWire or PulseAudio, else a running "
+                             "JACK server, else ALSA), or one of them; file writes --audio-file")
+    parser.add_argument("--audio-file", metavar="PATH", help="with --audio-driver file: record the built-in "
+                        "piano live to this .wav/.flac/.ogg")
+    parser.add_argument("--audio-period", type=int, default=DEFAULT_PERIOD_FRAMES, metavar="FRAMES",
+                        help=f"audio period in frames at 48 kHz (default {DEFAULT_PERIOD_FRAMES}; raise it if "
+                             "the sound crackles)")
+    parser.add_argument("--audio-periods", type=int, default=DEFAULT_PERIODS, metavar="N",
+                        help=f"audio periods in the output buffer (default {DEFAULT_PERIODS}: "
+                             f"{DEFAULT_PERIOD_FRAMES * DEFAULT_PERIODS / 48:.1f} ms)")
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -233,6 +267,19 @@ def cmd_play(args) -> int:
     if args.png:
         write_piano_roll(Path(args.png), duet.human, duet.ai, title=f"{Path(args.input).stem} / {args.mode}")
         summary["png"] = str(args.png)
+    if args.audio:
+        from sideman.play.duet_files import duet_messages
+        from sideman.sound.render import render_audio
+        from sideman.sound.soundfonts import SoundError
+
+        ai_channel = int(controls["ai_channel"]) - 1
+        try:
+            seconds = render_audio(Path(args.audio), duet_messages(duet.human, duet.ai, ai_channel), ai_channel,
+                                   soundfont=args.soundfont)
+        except SoundError as exc:
+            print(f"sideman: error: {exc} (the duet's MIDI is written: {args.out})", file=sys.stderr)
+            return 2
+        summary.update(audio=str(args.audio), audio_s=round(seconds, 2))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -321,6 +368,10 @@ def cmd_bench(args) -> int:
 
         result = run_gap_bench(Path(args.folder), limit=args.limit, seed=args.seed, progress=not args.json,
                                voice=args.voice, model_backend=args.model_backend)
+    elif args.bench == "audio":
+        from sideman.bench.audio import run_audio_bench
+
+        result = run_audio_bench(tuple(args.period) or (64, 128, 256, 512), notes=args.notes, soundfont=args.soundfont)
     elif args.bench == "panel":
         from sideman.bench.panel import run_panel_bench
 

@@ -30,7 +30,7 @@ def _jack_connect(source: str, destination: str) -> None:
 def _start_box(env: dict) -> subprocess.Popen:
     box = subprocess.Popen(
         [sys.executable, "-m", "sideman", "run", "--backend", "jack", "--no-autoconnect",
-         "--voice", "none", "--no-capture"],
+         "--voice", "none", "--no-capture", "--synth", "none"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in box.stdout:
         if line.startswith("ready"):

@@ -20,6 +20,7 @@ from sideman.model.markov import DEFAULT_STYLE
 from sideman.paths import data_dir, write_atomically
 from sideman.play.modes import MODES
 from sideman.play.steering import parse_style
+from sideman.sound.builtin import SYNTH_CHOICES
 
 # Pseudo-controls a CC can move besides the registry's: the mode (value ranges pick a mode).
 CC_TARGETS_EXTRA = ("mode",)
@@ -38,12 +39,13 @@ class Settings:
     mode: str = "call-response"
     styles: str = DEFAULT_STYLE            # "mehldau" or "mehldau,tatum" (the blend knob's ends)
     cc_map: dict[int, str] = field(default_factory=dict)   # CC number -> control name (or "mode")
+    synth: str = "auto"                    # the built-in piano: auto, builtin or none
 
     def copy(self) -> "Settings":
-        return Settings(dict(self.controls), self.mode, self.styles, dict(self.cc_map))
+        return Settings(dict(self.controls), self.mode, self.styles, dict(self.cc_map), self.synth)
 
     def to_toml(self) -> dict:
-        return {"mode": self.mode, "styles": self.styles,
+        return {"mode": self.mode, "styles": self.styles, "synth": self.synth,
                 "controls": {k: self.controls[k] for k in sorted(self.controls)},
                 "cc_map": {str(cc): name for cc, name in sorted(self.cc_map.items())}}
 
@@ -85,6 +87,12 @@ def check_styles(styles, where: str) -> str:
     return styles
 
 
+def check_synth(synth, where: str) -> str:
+    if synth not in SYNTH_CHOICES:
+        raise SettingsError(f"{where}: synth = {synth!r} is not one of {', '.join(SYNTH_CHOICES)}")
+    return synth
+
+
 def parse_cc_map(table, where: str) -> dict[int, str]:
     if not isinstance(table, dict):
         raise SettingsError(f"{where}: [cc_map] must be a table of \"CC\" = \"control\"")
@@ -123,13 +131,14 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings()
     data = read_toml(path)
     where = str(path)
-    unknown = set(data) - {"mode", "styles", "controls", "cc_map"}
+    unknown = set(data) - {"mode", "styles", "controls", "cc_map", "synth"}
     if unknown:
         raise SettingsError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
     return Settings(controls=parse_controls(data.get("controls", {}), where, defaults()),
                     mode=check_mode(data.get("mode", "call-response"), where),
                     styles=check_styles(data.get("styles", DEFAULT_STYLE), where),
-                    cc_map=parse_cc_map(data.get("cc_map", {}), where))
+                    cc_map=parse_cc_map(data.get("cc_map", {}), where),
+                    synth=check_synth(data.get("synth", "auto"), where))
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:

@@ -19,14 +19,26 @@ AI_COLOUR = (230, 120, 30)
 MAX_WIDTH_PX = 6000
 
 
+def ai_messages(ai: list[Note], ai_channel: int) -> list[tuple[float, tuple]]:
+    timed = []
+    for note in ai:
+        timed.append((note.onset_s, mm.note_on(ai_channel, note.pitch, note.velocity)))
+        timed.append((note.onset_s + note.duration_s, mm.note_off(ai_channel, note.pitch)))
+    return timed
+
+
+def duet_messages(human: list[Event], ai: list[Note], ai_channel: int = 1) -> list[tuple[float, tuple]]:
+    """Both parts as timed MIDI messages: the human on channel 1, the AI on its own."""
+    return performance_messages(human) + ai_messages(ai, ai_channel)
+
+
 def write_duet_midi(path: Path, human: list[Event], ai: list[Note], ai_channel: int = 1) -> None:
     recorder = SessionRecorder()
     recorder.started_ns = 0
     for t, message in performance_messages(human):
         recorder.record(HUMAN_TRACK, message, int(t * NS_PER_S))
-    for note in ai:
-        recorder.record(AI_TRACK, mm.note_on(ai_channel, note.pitch, note.velocity), int(note.onset_s * NS_PER_S))
-        recorder.record(AI_TRACK, mm.note_off(ai_channel, note.pitch), int((note.onset_s + note.duration_s) * NS_PER_S))
+    for t, message in ai_messages(ai, ai_channel):
+        recorder.record(AI_TRACK, message, int(t * NS_PER_S))
     buffer = io.BytesIO()
     recorder.to_midifile().save(file=buffer)
     write_atomically(Path(path), buffer.getvalue())
