@@ -7,8 +7,9 @@ import argparse
 import importlib
 import sys
 
-# In the order a new style goes through them: tables, corpus cache, training, evaluation, export.
-COMMAND_MODULES = ("markov_build", "prepare", "fit", "finetune", "evaluate", "export")
+# In the order a new style goes through them: tables, corpus cache, training, evaluation, export,
+# and the README's rendered sample duets.
+COMMAND_MODULES = ("markov_build", "prepare", "fit", "finetune", "evaluate", "export", "sample_duets")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,7 @@ from sideman_train.batches import performance_windows, stack, to_torch
 from sideman_train.corpus import tempo_track
 from sideman_train.markov_build import MIDI_SUFFIXES
 from sideman_train.metrics import (compare_profiles, coherence_counts, profile_of_many, split_real)
+from sideman_train.written_parts import ii_v_i_line, slow_melody
 
 LN2 = float(np.log(2.0))
 
@@ -216,26 +217,8 @@ def coherence_metrics(bundle: Bundle, style: str, real: list[list[Event]], n_pro
 
 
 # ---------------------------------------------------------------------------------------------
-# Sample duets: the human part is written here in code (a ii-V-I line and a melody over it), so
-# no corpus material ends up in the files.
-
-
-def _ii_v_i_line(start_s: float = 0.0, beat_s: float = 0.45) -> list[Note]:
-    """A bebop-ish eighth-note line over Dm7 | G7 | Cmaj7 with a held last note."""
-    pitches = [62, 65, 69, 72, 71, 69, 67, 65, 64, 67, 71, 74, 73, 71, 70, 67, 64]
-    notes = [Note(start_s + i * beat_s / 2, p, 84 - 6 * (i % 2), beat_s * 0.45) for i, p in enumerate(pitches)]
-    notes[-1] = Note(notes[-1].onset_s, 64, 80, beat_s * 2)
-    return notes
-
-
-def _melody(start_s: float = 0.0, beat_s: float = 0.5) -> list[Note]:
-    """A slow melody in the right hand (for the comping sample)."""
-    tune = [(72, 2), (71, 1), (69, 1), (67, 3), (65, 1), (64, 2), (62, 2), (60, 4)]
-    out, t = [], start_s
-    for pitch, beats in tune:
-        out.append(Note(t, pitch, 78, beats * beat_s * 0.9))
-        t += beats * beat_s
-    return out
+# Sample duets: the human part is written in code (written_parts.py), so no corpus material ends
+# up in the files.
 
 
 def write_samples(bundle: Bundle, style: str, folder: Path, seed: int = 0) -> list[Path]:
@@ -243,14 +226,14 @@ def write_samples(bundle: Bundle, style: str, folder: Path, seed: int = 0) -> li
     from dataclasses import replace
     from sideman.play.duet_files import write_duet_midi, write_piano_roll
     weights = bundle.style_weights({style: 1.0})
-    call = _ii_v_i_line()
+    call = ii_v_i_line()
     written = []
     answer = continue_events(bundle.model, call, 48, weights, "answer", seed=seed)
     # As the box plays it: the answer starts half a beat after the call's last note has ended.
     call_end = max(n.onset_s + n.duration_s for n in call)
     shift = call_end + 0.225 - answer[0].onset_s if answer else 0.0
     answer = [replace(e, onset_s=e.onset_s + max(0.0, shift)) for e in answer]
-    melody = _melody()
+    melody = slow_melody()
     comp = accompany(bundle.model, melody, weights, "comp", seed=seed, tail_events=8)
     solo = continue_events(bundle.model, [replace(n, voice=1) for n in call], 64, weights, "solo", seed=seed)
     for name, human, ai in (("call-response", call, answer), ("comping", melody, comp), ("continuation", call, solo)):
