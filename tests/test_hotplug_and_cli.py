@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from audio_checks import sides
 from midi_probe import MidiProbe, sounding_after
 from sideman.box import Box, BoxConfig
 from sideman.model.echo import SilentVoice
@@ -78,9 +79,12 @@ def test_ports_lists_other_clients_but_not_ours(jack_server, data_dir):
 
 
 def test_make_run_passes_a_note_through_and_sessions_lists_the_duet(jack_server, data_dir):
-    """The README's first command, as a musician runs it (with JACK standing in for hardware)."""
+    """The README's first command, as a musician runs it (with JACK standing in for hardware, and
+    the built-in piano recording to a file instead of speakers)."""
     env = _env(data_dir)
-    run = subprocess.Popen(["make", "-s", "run", "ARGS=--backend jack --no-autoconnect"], cwd=ROOT,
+    heard = data_dir.parent / "make-run.wav"
+    run = subprocess.Popen(["make", "-s", "run", f"ARGS=--backend jack --no-autoconnect --audio-driver file "
+                                                 f"--audio-file {heard}"], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                            start_new_session=True)
     probe = MidiProbe()
@@ -92,6 +96,8 @@ def test_make_run_passes_a_note_through_and_sessions_lists_the_duet(jack_server,
                 break
         assert any(s.startswith("input : sideman:in") for s in said), said
         assert any(s.startswith("output: sideman-out:out") for s in said), said
+        # No synth attached: the built-in piano plays (auto), and says so.
+        assert any(s.startswith("sound : built-in piano on: no hardware synth connected") for s in said), said
         probe.connect()
         for pitch in (64, 67, 71):  # a short phrase; the default voice answers it when it ends
             probe.send((0x90, pitch, 88))
@@ -102,6 +108,9 @@ def test_make_run_passes_a_note_through_and_sessions_lists_the_duet(jack_server,
         os.killpg(run.pid, signal.SIGINT)
         run.wait(timeout=15)
         assert sounding_after(probe.messages()) == set()
+        # Both pianists were heard: your phrase leads on the left, the answer's start on the right.
+        you, ai = sides(heard)
+        assert len(you) >= 3 and len(ai) >= 1, (len(you), len(ai))
     finally:
         probe.close()
         if run.poll() is None:

@@ -101,7 +101,7 @@ def test_panic_while_notes_stream_never_strands_a_note(make_box, probe):
 def test_signal_to_sideman_run_ends_every_note_and_saves_the_session(jack_server, data_dir, sig):
     env = dict(os.environ, SIDEMAN_DATA_DIR=str(data_dir), PYTHONPATH=os.pathsep.join(sys.path))
     box = subprocess.Popen([sys.executable, "-m", "sideman", "run", "--backend", "jack", "--no-autoconnect",
-                            "--voice", "echo"],
+                            "--voice", "echo", "--synth", "none"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     probe = MidiProbe()
     try:

@@ -68,7 +68,7 @@ class Terminal:
 
 def test_sim_panel_keys_turn_the_knobs_and_the_box_plays_on(jack_server, data_dir):
     env = dict(os.environ, SIDEMAN_DATA_DIR=str(data_dir), PYTHONPATH=os.pathsep.join(sys.path))
-    term = Terminal(["panel", "--sim", "--backend", "jack", "--no-autoconnect"], env)
+    term = Terminal(["panel", "--sim", "--backend", "jack", "--no-autoconnect", "--synth", "none"], env)
     probe = MidiProbe()
     try:
         term.read_until(r"mode call-response \|.*DENS 0\.50")
