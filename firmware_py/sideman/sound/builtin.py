@@ -44,7 +44,8 @@ def detect_audio_driver(private_jack: bool = False) -> tuple[str | None, str]:
             return "jack", "the running JACK server"
     if glob.glob("/dev/snd/pcmC*D*p"):
         return "alsa", "an ALSA playback device"
-    return None, "no audio output here (no PipeWire or PulseAudio server, no JACK server, no ALSA playback device)"
+    jack = "only the box's own silent JACK server" if private_jack else "no JACK server"
+    return None, f"no audio output here (no PipeWire or PulseAudio server, {jack}, no ALSA playback device)"
 
 
 class BuiltinPiano:
