@@ -29,8 +29,9 @@ def jack_server():
     # A long client timeout too: CPU-heavy tests (numpy, torch) can starve this process's JACK
     # threads for longer than jackd's 500 ms, and a client thrown out mid-session was the likeliest
     # cause of the rare segfaults seen in the middle of non-JACK tests.
+    # Not real-time: the tests' own threads must never be starved by it (behaviour, not speed).
     server = DummyJackServer(name=f"sideman-test-{os.getpid()}-{uuid.uuid4().hex[:6]}", period=1024,
-                             synchronous=True, client_timeout_ms=30000)
+                             synchronous=True, client_timeout_ms=30000, realtime=False)
     server.start()
     yield server
     server.stop()

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import sys
 import threading
 import time
 
@@ -110,29 +108,24 @@ def run_audio_bench(periods: tuple[int, ...] = (64, 128, 256, 512), notes: int =
                     soundfont=None) -> dict:
     rng = random.Random(seed)
     soundfont = find_soundfont(soundfont)
-    # A killed benchmark must not leave its JACK server behind: SIGTERM unwinds like Ctrl-C.
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        attack = _summary(offline_attack_ms(soundfont, notes))
-        per_period = []
-        for period in periods:
-            waits = jack_cycles_to_sound(soundfont, period, notes, rng)
-            period_ms = 1000.0 * period / SAMPLE_RATE
-            card_buffer = buffer_ms(period, 2)
-            # A note-on lands at a random point of the running cycle: it waits the rest of that
-            # cycle (half a period on average), plus any further cycles counted.
-            mean_wait = (float(np.mean(waits)) - 0.5) * period_ms if waits else None
-            worst_wait = max(waits) * period_ms if waits else None
-            per_period.append({
-                "period_frames": period, "period_ms": round(period_ms, 3),
-                "cycles_to_sound": {"n": len(waits), "p50": float(np.median(waits)) if waits else None,
-                                    "max": max(waits) if waits else None},
-                "sound_card_buffer_ms": round(card_buffer, 3),
-                "to_the_speaker_typical_ms": round(attack["p50_ms"] + mean_wait + card_buffer, 2) if waits else None,
-                "to_the_speaker_worst_ms": round(attack["p99_ms"] + worst_wait + card_buffer, 2) if waits else None,
-            })
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    attack = _summary(offline_attack_ms(soundfont, notes))
+    per_period = []
+    for period in periods:
+        waits = jack_cycles_to_sound(soundfont, period, notes, rng)
+        period_ms = 1000.0 * period / SAMPLE_RATE
+        card_buffer = buffer_ms(period, 2)
+        # A note-on lands at a random point of the running cycle: it waits the rest of that
+        # cycle (half a period on average), plus any further cycles counted.
+        mean_wait = (float(np.mean(waits)) - 0.5) * period_ms if waits else None
+        worst_wait = max(waits) * period_ms if waits else None
+        per_period.append({
+            "period_frames": period, "period_ms": round(period_ms, 3),
+            "cycles_to_sound": {"n": len(waits), "p50": float(np.median(waits)) if waits else None,
+                                "max": max(waits) if waits else None},
+            "sound_card_buffer_ms": round(card_buffer, 3),
+            "to_the_speaker_typical_ms": round(attack["p50_ms"] + mean_wait + card_buffer, 2) if waits else None,
+            "to_the_speaker_worst_ms": round(attack["p99_ms"] + worst_wait + card_buffer, 2) if waits else None,
+        })
     return {
         "benchmark": "audio", "soundfont": soundfont.name, "sample_rate": SAMPLE_RATE, "notes_per_setting": notes,
         "baseline_offline_attack": attack,
