@@ -45,6 +45,7 @@ test-all: setup
 ## Benchmarks print JSON with medians and p99, each against a baseline measured in the same run.
 bench: setup
 	$(VENV)/bin/sideman bench thru --json $(ARGS)
+	$(VENV)/bin/sideman bench thru --answering --json $(ARGS)
 	$(VENV)/bin/sideman bench reaction --json $(ARGS)
 	$(VENV)/bin/sideman bench reaction --json --voice markov $(ARGS)
 	$(VENV)/bin/sideman bench model --json $(ARGS)

@@ -132,3 +132,18 @@ def test_thru_bench_reports_baseline_and_added_latency(jack_server):
     for key in ("direct_latency", "via_sideman_latency", "added_latency"):
         assert result[key]["p50_ms"] <= result[key]["p99_ms"]
     assert result["jack_period_ms"] == pytest.approx(1.3333, abs=1e-3)
+
+
+def test_thru_while_the_ai_answers_is_measured_beside_thru_only(jack_server):
+    """Runs the benchmark's code path (two phrases per voice): the AI answers in the rests, and
+    the report counts every player note on each path."""
+    from sideman.bench.thru import run_answering_thru_bench
+
+    result = run_answering_thru_bench(notes=32, voices=("markov", "none"))
+    answering, thru_only = result["runs"]["markov"], result["runs"]["none"]
+    assert answering["ai_note_ons"] > 0 and thru_only["ai_note_ons"] == 0
+    for run in (answering, thru_only):
+        assert run["note_ons_sent"] == 32
+        assert run["lost_note_ons"]["via_sideman"] + run["added_latency"]["n"] <= 32
+        assert run["added_latency"]["n"] > 0
+    assert "markov" in result["added_p99_over_voice_none_ms"]

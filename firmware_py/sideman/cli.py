@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     thru.add_argument("--notes", type=int, default=2000)
     thru.add_argument("--period", type=int, default=64, help="JACK period in frames")
     thru.add_argument("--rate", type=int, default=48000)
+    thru.add_argument("--answering", action="store_true",
+                      help="phrases with rests so the AI answers: the transformer, then --voice none (baseline), "
+                           "each on a fresh JACK server; lost player notes per path, added p50/p99, jitter")
+    thru.add_argument("--voice", action="append", choices=["transformer", "markov", "none"], default=[],
+                      help="with --answering: the voices to run (default transformer and none)")
     reaction = bench_kinds.add_parser("reaction", help="the session's decision to answer -> first AI note on the wire (JACK)")
     reaction.add_argument("--json", action="store_true")
     reaction.add_argument("--phrases", type=int, default=100)
@@ -347,7 +352,13 @@ def cmd_bench(args) -> int:
     if args.bench == "thru":
         from sideman.bench.thru import run_thru_bench
 
-        result = run_thru_bench(notes=args.notes, period=args.period, rate=args.rate)
+        if args.answering:
+            from sideman.bench.thru import run_answering_thru_bench
+
+            result = run_answering_thru_bench(notes=args.notes if args.notes != 2000 else 1008, period=args.period,
+                                              rate=args.rate, voices=tuple(args.voice) or ("transformer", "none"))
+        else:
+            result = run_thru_bench(notes=args.notes, period=args.period, rate=args.rate)
     elif args.bench == "reaction":
         from sideman.bench.reaction import run_reaction_bench
 

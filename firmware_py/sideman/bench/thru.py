@@ -21,16 +21,17 @@ from sideman.bench.stats import percentile, summary_ms
 from sideman.clock import now_ns
 from sideman.ports.contract import PortError
 from sideman.ports.jack_server import DummyJackServer
+from sideman.processes import dies_with_parent
 
 
 def _jack_connect(source: str, destination: str) -> None:
     subprocess.run(["jack_connect", source, destination], check=True, stdout=subprocess.DEVNULL)
 
 
-def _start_box(env: dict) -> subprocess.Popen:
-    box = subprocess.Popen(
+def _start_box(env: dict, voice: str = "none") -> subprocess.Popen:
+    box = subprocess.Popen(dies_with_parent(
         [sys.executable, "-m", "sideman", "run", "--backend", "jack", "--no-autoconnect",
-         "--voice", "none", "--no-capture", "--synth", "none"],
+         "--voice", voice, "--no-capture", "--synth", "none"]),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in box.stdout:
         if line.startswith("ready"):
@@ -101,3 +102,119 @@ def run_thru_bench(notes: int = 2000, period: int = 64, rate: int = 48000, seed:
         "meets_goal": bool(added) and added_summary["p99_ms"] <= period_ms + 0.5 and jitter_ms <= 0.3,
     }
 
+
+
+def answering_phrases(notes: int, seed: int = 1) -> list[tuple[float, tuple, tuple]]:
+    """(onset, note-on, note-off): fast 16-note phrases (a note every 80 ms) with a 1.4 s rest
+    after each, so the box answers in every rest and the next phrase barges into the answer.
+    Every message is unique (pitch x velocity), so its two arrivals pair up exactly."""
+    rng = random.Random(seed)
+    timed, t = [], 0.3
+    for i in range(notes):
+        pitch, velocity = 48 + i % 40, 20 + (i // 40) % 100
+        timed.append((t, (0x90, pitch, velocity), (0x80, pitch, velocity)))
+        t += 0.08 + rng.uniform(-0.01, 0.01)
+        if i % 16 == 15:
+            t += 1.4
+    return timed
+
+
+def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int) -> dict:
+    timed = [(t, on) for t, on, _ in answering_phrases(notes, seed)] + \
+            [(t + 0.06, off) for t, _, off in answering_phrases(notes, seed)]
+    timed.sort(key=lambda item: item[0])
+    sent: dict[tuple, int] = {}
+    with DummyJackServer(name=f"sideman-bench-{os.getpid()}", rate=rate, period=period) as server:
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server.name)
+        box = _start_box(env, voice)
+        source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench-src")
+        # Polled, never called back: a Python callback on JACK's thread deadlocks against a client
+        # being closed while this thread holds the interpreter (it hung this benchmark once).
+        sinks = {path: rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"bench-{path}") for path in ("direct", "via")}
+        listening = _SinkPoller(sinks)
+        try:
+            source.open_virtual_port("out")
+            for sink in sinks.values():
+                sink.open_virtual_port("in")
+            listening.start()
+            _jack_connect("bench-src:out", "bench-direct:in")
+            _jack_connect("bench-src:out", "sideman:in")
+            _jack_connect("sideman-out:out", "bench-via:in")
+            time.sleep(0.5)
+            start = now_ns()
+            for t, message in timed:
+                due = start + int(t * 1e9)
+                while now_ns() < due:
+                    time.sleep(min(0.001, max(0.0, (due - now_ns()) / 1e9)))
+                sent[message] = now_ns()
+                source.send_message(message)
+            time.sleep(1.0)
+        finally:
+            box.terminate()  # nothing more arrives while the clients close
+            box.wait(timeout=int(os.environ.get("SIDEMAN_BENCH_BOX_WAIT", "10")))
+            listening.stop()
+            for client in (*sinks.values(), source):
+                client.delete()
+    direct, via, ai_note_ons = listening.first_arrivals["direct"], listening.first_arrivals["via"], listening.ai_note_ons
+    on_sent = [m for m in sent if m[0] & 0xF0 == 0x90]
+    off_sent = [m for m in sent if m[0] & 0xF0 == 0x80]
+    paired = [m for m in on_sent if m in direct and m in via]
+    added_ms = [(via[m] - direct[m]) / 1e6 for m in paired]
+    return {
+        "voice": voice, "note_ons_sent": len(on_sent), "ai_note_ons": ai_note_ons,
+        "lost_note_ons": {"direct": sum(m not in direct for m in on_sent), "via_sideman": sum(m not in via for m in on_sent)},
+        "lost_note_offs": {"direct": sum(m not in direct for m in off_sent), "via_sideman": sum(m not in via for m in off_sent)},
+        "added_latency": summary_ms([a * 1e6 for a in added_ms]),
+        "added_jitter_p99_minus_p50_ms": round(percentile(added_ms, 99) - percentile(added_ms, 50), 4) if added_ms else None,
+    }
+
+
+class _SinkPoller:
+    """One thread taking each sink's messages as they come: the first arrival of every player
+    message per path, and a count of the AI's note-ons (channel 2)."""
+
+    def __init__(self, sinks: dict, poll_s: float = 0.0002):
+        self.sinks = sinks
+        self.poll_s = poll_s
+        self.first_arrivals: dict[str, dict[tuple, int]] = {path: {} for path in sinks}
+        self.ai_note_ons = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            for path, sink in self.sinks.items():
+                event = sink.get_message()
+                while event is not None:
+                    busy = True
+                    t, message = now_ns(), tuple(event[0])
+                    if len(message) == 3 and message[0] == 0x91 and message[2] > 0:
+                        self.ai_note_ons += 1
+                    else:
+                        self.first_arrivals[path].setdefault(message, t)
+                    event = sink.get_message()
+            if not busy:
+                time.sleep(self.poll_s)
+
+
+def run_answering_thru_bench(notes: int = 1008, period: int = 64, rate: int = 48000,
+                             voices: tuple[str, ...] = ("transformer", "none"), seed: int = 1) -> dict:
+    """Thru while the AI answers: phrases with rests into a box with each voice in turn (a fresh
+    JACK server each), the same notes; per voice: lost player notes on each path, added p50/p99
+    and jitter. `none` (thru only) is the baseline."""
+    runs = {voice: _answering_run(voice, notes, period, rate, seed) for voice in voices}
+    result = {"benchmark": "thru-answering", "jack_period_frames": period, "sample_rate": rate, "runs": runs}
+    if "none" in runs and len(runs) > 1:
+        base = runs["none"]["added_latency"]["p99_ms"]
+        result["added_p99_over_voice_none_ms"] = {v: round(r["added_latency"]["p99_ms"] - base, 4)
+                                                  for v, r in runs.items() if v != "none" and r["added_latency"]["n"]}
+    return result
