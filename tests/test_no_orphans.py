@@ -30,6 +30,12 @@ def _wait_for(predicate, timeout_s: float) -> bool:
     return False
 
 
+# Slow (make test-all), not for its time: every run kills a jackd's parent, and jackd 1.9.21 does
+# not always take its name out of JACK's shared registry (/dev/shm/jack-shm-registry) when that
+# happens. A stale entry under another name is never reclaimed, and after eight of them no JACK
+# server starts on this machine ("Too many servers already active") — it broke the rest of a CI
+# run once. Run it alone; `rm /dev/shm/jack*` (with no jackd running) clears the registry.
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_benchmark_leaves_no_jack_server_or_box_behind(sig, data_dir):
     env = dict(os.environ, SIDEMAN_DATA_DIR=str(data_dir), PYTHONPATH=os.pathsep.join(sys.path))

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -266,14 +267,18 @@ class Box:
                           on_stopping: Callable[[], None] | None = None) -> int:
         """Start, block until SIGINT/SIGTERM, stop. Returns a process exit code. on_started runs
         once the box plays (the panel, systemd READY); on_stopping before it winds down."""
-        previous = {sig: signal.signal(sig, lambda *_: self.request_stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # The handler only raises a flag. Setting the Event from it could deadlock: the handler runs
+        # on this thread, possibly while Event.wait() holds the Event's (non-reentrant) lock; a box
+        # given SIGTERM twice under load hung that way, with its JACK clients still open.
+        signalled = []
+        previous = {sig: signal.signal(sig, lambda *_: signalled.append(True)) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
             if on_started is not None:
                 on_started()
             self.announce(ready_text)
-            while not self._stop_requested.wait(0.5):
-                pass
+            while not (signalled or self._stop_requested.is_set()):
+                time.sleep(0.05)
             return 0
         finally:
             if on_stopping is not None:

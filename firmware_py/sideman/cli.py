@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="phrases with rests so the AI answers: the transformer, then --voice none (baseline), "
                            "each on a fresh JACK server; lost player notes per path, added p50/p99, jitter")
     thru.add_argument("--voice", action="append", choices=["transformer", "markov", "none"], default=[],
-                      help="with --answering: the voices to run (default transformer and none)")
+                      help="with --answering: the voices to run (default transformer and none); with --flood: "
+                           "the box's voice (default transformer)")
+    thru.add_argument("--flood", action="store_true",
+                      help="2,000 note-ons/s for 10 s into the box, beside a direct JACK connection: lost and "
+                           "out-of-order messages per path, then whether the AI answers a phrase again")
     reaction = bench_kinds.add_parser("reaction", help="the session's decision to answer -> first AI note on the wire (JACK)")
     reaction.add_argument("--json", action="store_true")
     reaction.add_argument("--phrases", type=int, default=100)
@@ -352,7 +356,11 @@ def cmd_bench(args) -> int:
     if args.bench == "thru":
         from sideman.bench.thru import run_thru_bench
 
-        if args.answering:
+        if args.flood:
+            from sideman.bench.thru import run_flood_bench
+
+            result = run_flood_bench(voice=(args.voice or ["transformer"])[0], period=args.period, rate=args.rate)
+        elif args.answering:
             from sideman.bench.thru import run_answering_thru_bench
 
             result = run_answering_thru_bench(notes=args.notes if args.notes != 2000 else 1008, period=args.period,

@@ -29,9 +29,12 @@ def _jack_connect(source: str, destination: str) -> None:
 
 
 def _start_box(env: dict, voice: str = "none") -> subprocess.Popen:
+    # KILL, not TERM, when the benchmark dies: its JACK server is dying at the same moment, and a
+    # box closing its clients politely on a vanishing server can wait forever inside libjack,
+    # holding JACK's shared registry, so every later server fails to open (seen in CI).
     box = subprocess.Popen(dies_with_parent(
         [sys.executable, "-m", "sideman", "run", "--backend", "jack", "--no-autoconnect",
-         "--voice", voice, "--no-capture", "--synth", "none"]),
+         "--voice", voice, "--no-capture", "--synth", "none"], signal="KILL"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in box.stdout:
         if line.startswith("ready"):
@@ -119,10 +122,10 @@ def answering_phrases(notes: int, seed: int = 1) -> list[tuple[float, tuple, tup
     return timed
 
 
-def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int) -> dict:
-    timed = [(t, on) for t, on, _ in answering_phrases(notes, seed)] + \
-            [(t + 0.06, off) for t, _, off in answering_phrases(notes, seed)]
-    timed.sort(key=lambda item: item[0])
+def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, rate: int, settle_s: float = 1.0):
+    """Send the timed messages (seconds from now) into a `sideman run` with this voice and, at the
+    same instants, straight to a second listener, on a fresh JACK server. Returns (send times,
+    the listener with both paths' arrivals)."""
     sent: dict[tuple, int] = {}
     with DummyJackServer(name=f"sideman-bench-{os.getpid()}", rate=rate, period=period) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name)
@@ -148,13 +151,21 @@ def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int) ->
                     time.sleep(min(0.001, max(0.0, (due - now_ns()) / 1e9)))
                 sent[message] = now_ns()
                 source.send_message(message)
-            time.sleep(1.0)
+            time.sleep(settle_s)
         finally:
             box.terminate()  # nothing more arrives while the clients close
-            box.wait(timeout=int(os.environ.get("SIDEMAN_BENCH_BOX_WAIT", "10")))
+            box.wait(timeout=10)
             listening.stop()
             for client in (*sinks.values(), source):
                 client.delete()
+    return sent, listening
+
+
+def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int) -> dict:
+    timed = [(t, on) for t, on, _ in answering_phrases(notes, seed)] + \
+            [(t + 0.06, off) for t, _, off in answering_phrases(notes, seed)]
+    timed.sort(key=lambda item: item[0])
+    sent, listening = _play_into_box(voice, timed, period, rate)
     direct, via, ai_note_ons = listening.first_arrivals["direct"], listening.first_arrivals["via"], listening.ai_note_ons
     on_sent = [m for m in sent if m[0] & 0xF0 == 0x90]
     off_sent = [m for m in sent if m[0] & 0xF0 == 0x80]
@@ -178,6 +189,7 @@ class _SinkPoller:
         self.poll_s = poll_s
         self.first_arrivals: dict[str, dict[tuple, int]] = {path: {} for path in sinks}
         self.ai_note_ons = 0
+        self.ai_note_on_times: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -199,6 +211,7 @@ class _SinkPoller:
                     t, message = now_ns(), tuple(event[0])
                     if len(message) == 3 and message[0] == 0x91 and message[2] > 0:
                         self.ai_note_ons += 1
+                        self.ai_note_on_times.append(t)
                     else:
                         self.first_arrivals[path].setdefault(message, t)
                     event = sink.get_message()
@@ -218,3 +231,50 @@ def run_answering_thru_bench(notes: int = 1008, period: int = 64, rate: int = 48
         result["added_p99_over_voice_none_ms"] = {v: round(r["added_latency"]["p99_ms"] - base, 4)
                                                   for v, r in runs.items() if v != "none" and r["added_latency"]["n"]}
     return result
+
+
+FLOOD_CHANNELS = (0, 2)     # channel 2 (index 1) is the AI's
+RECOVERY_CHANNEL = 3
+
+
+def flood_messages(seconds: float = 10.0, per_s: int = 2000) -> tuple[list[tuple[float, tuple]], float]:
+    """`per_s` note-ons a second (each with its note-off half a step later) for `seconds`, every
+    message unique; then, after 1.5 s, an 8-note phrase the box should answer again. Returns the
+    timed messages and when the phrase ends."""
+    step, timed = 1.0 / per_s, []
+    for i in range(int(seconds * per_s)):
+        channel, k = FLOOD_CHANNELS[i // 16256], i % 16256
+        pitch, velocity = k % 128, 1 + k // 128
+        t = 0.3 + i * step
+        timed += [(t, (0x90 | channel, pitch, velocity)), (t + step / 2, (0x80 | channel, pitch, velocity))]
+    start = 0.3 + seconds + 1.5
+    for j in range(8):
+        t = start + j * 0.15
+        timed += [(t, (0x90 | RECOVERY_CHANNEL, 60 + j, 90)), (t + 0.1, (0x80 | RECOVERY_CHANNEL, 60 + j, 90))]
+    return timed, start + 8 * 0.15
+
+
+def run_flood_bench(voice: str = "transformer", seconds: float = 10.0, per_s: int = 2000, period: int = 64,
+                    rate: int = 48000) -> dict:
+    """A flood into the box while its voice plays: does thru pass every message, in order, and
+    no fewer than a direct JACK connection gets (the baseline, same messages, same instants)? And
+    does the AI answer again once it is over?"""
+    timed, phrase_end_s = flood_messages(seconds, per_s)
+    sent, listening = _play_into_box(voice, timed, period, rate, settle_s=8.0)  # room to answer
+    order = list(sent)  # dict order = sending order
+    flood = order[:-16]  # the recovery phrase is the last 16 messages
+    flood_s = (sent[flood[-1]] - sent[flood[0]]) / 1e9
+    arrived = {path: listening.first_arrivals[path] for path in ("direct", "via")}
+    lost = {path: sum(m not in got for m in order) for path, got in arrived.items()}
+    via_order = [m for m in arrived["via"] if m in sent]
+    phrase_end_ns = sent[order[-1]]
+    return {
+        "benchmark": "thru-flood", "voice": voice, "jack_period_frames": period,
+        "note_ons_per_s": per_s, "seconds": seconds, "messages_sent": len(order),
+        "note_ons_per_s_as_sent": round(len(flood) / 2 / flood_s),
+        "lost": {"direct": lost["direct"], "via_sideman": lost["via"]},
+        "via_sideman_in_order": via_order == [m for m in order if m in arrived["via"]],
+        "ai_note_ons": listening.ai_note_ons,
+        "ai_note_ons_after_the_flood_phrase": sum(t > phrase_end_ns for t in listening.ai_note_on_times),
+        "phrase_end_s": round(phrase_end_s, 2),
+    }
