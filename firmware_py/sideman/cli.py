@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     thru = bench_kinds.add_parser("thru", help="added thru latency vs a direct JACK connection, side by side")
     thru.add_argument("--json", action="store_true")
-    thru.add_argument("--notes", type=int, default=2000)
+    thru.add_argument("--notes", type=int, default=None, help="note-ons (default 2000; with --answering 1008)")
     thru.add_argument("--period", type=int, default=64, help="JACK period in frames")
     thru.add_argument("--rate", type=int, default=48000)
     thru.add_argument("--answering", action="store_true",
@@ -363,10 +363,10 @@ def cmd_bench(args) -> int:
         elif args.answering:
             from sideman.bench.thru import run_answering_thru_bench
 
-            result = run_answering_thru_bench(notes=args.notes if args.notes != 2000 else 1008, period=args.period,
+            result = run_answering_thru_bench(notes=args.notes or 1008, period=args.period,
                                               rate=args.rate, voices=tuple(args.voice) or ("transformer", "none"))
         else:
-            result = run_thru_bench(notes=args.notes, period=args.period, rate=args.rate)
+            result = run_thru_bench(notes=args.notes or 2000, period=args.period, rate=args.rate)
     elif args.bench == "reaction":
         from sideman.bench.reaction import run_reaction_bench
 

@@ -29,9 +29,9 @@ def _jack_connect(source: str, destination: str) -> None:
 
 
 def _start_box(env: dict, voice: str = "none") -> subprocess.Popen:
-    # KILL, not TERM, when the benchmark dies: its JACK server is dying at the same moment, and a
-    # box closing its clients politely on a vanishing server can wait forever inside libjack,
-    # holding JACK's shared registry, so every later server fails to open (seen in CI).
+    # KILL, not TERM, when the benchmark dies: the box has nothing left to finish, and a box stuck
+    # on its way out keeps its JACK clients, and JACK's shared registry, held (seen here: every
+    # later private server failed to open).
     box = subprocess.Popen(dies_with_parent(
         [sys.executable, "-m", "sideman", "run", "--backend", "jack", "--no-autoconnect",
          "--voice", voice, "--no-capture", "--synth", "none"], signal="KILL"),
@@ -162,9 +162,9 @@ def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, ra
 
 
 def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int) -> dict:
-    timed = [(t, on) for t, on, _ in answering_phrases(notes, seed)] + \
-            [(t + 0.06, off) for t, _, off in answering_phrases(notes, seed)]
-    timed.sort(key=lambda item: item[0])
+    phrases = answering_phrases(notes, seed)
+    timed = sorted([(t, on) for t, on, _ in phrases] + [(t + 0.06, off) for t, _, off in phrases],
+                   key=lambda item: item[0])
     sent, listening = _play_into_box(voice, timed, period, rate)
     direct, via, ai_note_ons = listening.first_arrivals["direct"], listening.first_arrivals["via"], listening.ai_note_ons
     on_sent = [m for m in sent if m[0] & 0xF0 == 0x90]
