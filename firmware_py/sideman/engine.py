@@ -1,6 +1,7 @@
 """The engine thread: takes the human's events off the input thread's hands and asks the voice
-what to play. It never sits on the thru path; when it falls behind, it drops events (and counts
-them) rather than holding up the music, and any exception in a voice ends in a panic."""
+what to play. It never sits on the thru path; when it falls behind, it sheds the player's notes it
+is too late for (and counts them) rather than holding up the music, and any exception in a voice
+ends in a panic."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import queue
 import threading
 from typing import Callable
 
-from sideman.clock import now_ns
+from sideman import messages as mm
+from sideman.clock import NS_PER_S, now_ns
 from sideman.model.voice import HUSH, Voice
 from sideman.schedule.sender import Scheduler
 
 log = logging.getLogger("sideman.engine")
 
 TICK_S = 0.005
+# A note heard this late is shed: the voice answers what is being played now, not a backlog (a
+# flood of 2,000 note-ons/s would otherwise keep a transformer, ~2 ms a note, busy for seconds after).
+MAX_LAG_S = 0.25
 _COMMAND = object()  # marks a call_soon command in the inbox (it takes the timestamp's place)
 
 
@@ -26,7 +31,9 @@ class Engine:
         self._inbox: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.dropped = 0
+        self.dropped = 0      # the inbox was full: events the voice never got
+        self.shed = 0         # note-ons (and their note-offs) skipped because they came too late
+        self._shed_keys: set[tuple[int, int]] = set()   # (channel, pitch) whose note-on was shed
         self.voice_errors = 0
         self.last_error: str | None = None
         # Called with now_ns() on every pass of the loop: the systemd watchdog is fed from here, so
@@ -73,10 +80,32 @@ class Engine:
                 message, t_ns = self._inbox.get(timeout=TICK_S)
                 if message is _COMMAND:
                     self._ask(lambda command=t_ns: command() or ())
+                elif self._too_late(message, t_ns):
+                    continue
                 else:
                     self._ask(self.voice.hear, message, t_ns)
             except queue.Empty:
                 self._ask(self.voice.tick, now_ns())
+
+    def _too_late(self, message, t_ns: int) -> bool:
+        """Shed a note-on heard more than MAX_LAG_S ago, and later the note-off of every note shed,
+        so the voice's idea of which keys are down stays true. Everything else is heard."""
+        if message[0] >= 0xF0 or len(message) < 3:
+            return False
+        key = (message[0] & 0x0F, message[1])
+        if mm.is_note_on(message):
+            if now_ns() - t_ns <= MAX_LAG_S * NS_PER_S:
+                self._shed_keys.discard(key)   # this key's next note-off is this note's
+                return False
+            self._shed_keys.add(key)
+            self.shed += 1
+            if self.shed == 1 or self.shed % 1000 == 0:
+                log.warning("engine behind: %d notes too late for the voice (thru unaffected)", self.shed)
+            return True
+        if mm.is_note_off(message) and key in self._shed_keys:
+            self._shed_keys.discard(key)
+            return True
+        return False
 
     def _ask(self, method, *args) -> None:
         try:

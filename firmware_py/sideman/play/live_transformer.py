@@ -120,6 +120,7 @@ class TransformerImproviser:
         self.candidate: tuple | None = None    # (key, plan) of the speculative answer
         self.healthy = True
         self.reason = ""
+        self.fallbacks = 0    # times the Markov voice took over
         self.retry_at: float | None = None    # session time when the transformer is tried again
         self._retry_s = retry_s
         self._overruns: deque[bool] = deque(maxlen=OVERRUN_WINDOW)
@@ -151,7 +152,7 @@ class TransformerImproviser:
     def status(self) -> dict:
         costs = list(self.event_seconds)
         return {"voice": "transformer" if self.healthy else "markov", "backend": self.backend.name,
-                "healthy": self.healthy, "reason": self.reason,
+                "healthy": self.healthy, "reason": self.reason, "fallbacks": self.fallbacks,
                 "event_ms_p50": round(float(np.median(costs)) * 1000, 3) if costs else None,
                 "speculation": dict(self.speculation), "rollbacks": self.rollbacks,
                 "cache_slides": self.context.slides}
@@ -393,6 +394,7 @@ class TransformerImproviser:
 
     def _fall_back(self, reason: str, now_s: float) -> None:
         if self.healthy:
+            self.fallbacks += 1
             log.warning("%s: the Markov voice plays for %.0f s", reason, self._retry_s)
         else:
             self._retry_s = min(MAX_RETRY_S, self._retry_s * 2)

@@ -76,6 +76,8 @@ class ServiceHooks:
             line += f", {engine.voice_errors} voice errors"
         if engine.dropped:
             line += f", {engine.dropped} events dropped"
+        if engine.shed:
+            line += f", {engine.shed} late notes shed"
         return line
 
     def _on_loop(self, now_ns: int) -> None:
