@@ -76,6 +76,11 @@ class MidiProbe:
         with self._lock:
             return [m for m, _ in self.received]
 
+    def received_with_times(self):
+        """(message, arrival now_ns) pairs, in arrival order."""
+        with self._lock:
+            return list(self.received)
+
     def wait_for(self, predicate, timeout_s=3.0):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

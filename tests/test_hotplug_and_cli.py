@@ -147,3 +147,19 @@ def test_thru_while_the_ai_answers_is_measured_beside_thru_only(jack_server):
         assert run["lost_note_ons"]["via_sideman"] + run["added_latency"]["n"] <= 32
         assert run["added_latency"]["n"] > 0
     assert "markov" in result["added_p99_over_voice_none_ms"]
+
+
+def test_a_short_soak_plays_every_mode_in_turn_and_leaves_no_note_sounding():
+    """`sideman bench soak` for 45 s (the Markov voice, to start fast): call-response first, then
+    each other mode; a report every 15 s; the box answers, and nothing sounds once it has stopped."""
+    from sideman.bench.soak import MODE_ORDER, run_soak_bench
+
+    reports = []
+    result = run_soak_bench(minutes=0.75, report_minutes=0.25, voice="markov", on_report=reports.append)
+    assert result["modes_played"] == list(MODE_ORDER)
+    assert [r["minute"] for r in reports] == [r["minute"] for r in result["reports"]] and len(reports) == 3
+    assert result["player_note_ons_sent"] > 20 and result["answers"] >= 1 and result["ai_note_ons"] > 0
+    assert result["ai_notes_stuck_after_stop"] == 0
+    assert result["voice_errors"] == 0
+    assert sum(r["lost_thru"]["via_sideman"] for r in reports) == result["lost_thru"]["via_sideman"]
+    assert result["rss_mb"]["end"] > 50

@@ -53,7 +53,7 @@ def box_config(args, settings: Settings, service: bool = False) -> BoxConfig:
                      output_latency_ms=dict(args.output_latency), controls=settings.controls,
                      synth=synth, soundfont=args.soundfont, audio_driver=args.audio_driver,
                      audio_file=args.audio_file, audio_period_frames=args.audio_period,
-                     audio_periods=args.audio_periods)
+                     audio_periods=args.audio_periods, thru=args.thru)
 
 
 def make_panel(kind: str, box: Box, settings: Settings, announce) -> PanelController:

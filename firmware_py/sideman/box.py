@@ -60,6 +60,9 @@ class BoxConfig:
     audio_file: str | None = None      # the file audio driver's output (.wav/.flac/.ogg)
     audio_period_frames: int = 128
     audio_periods: int = 2
+    # auto: on JACK the player's keyboard is patched straight to the synth while nothing needs
+    # filtering (ports/jack_patch.py); box: every message passes through the box.
+    thru: str = "auto"
     controls: dict[str, float] = field(default_factory=lambda: {c.name: c.default for c in CONTROLS})
 
 
@@ -114,19 +117,22 @@ class Box:
         self._input_sets: list[PortSet] = []
         # MIDI CC map / learn / Program Change (the panel's); mapped CCs are the box's, not the synth's.
         self.midi_controls = None
+        self.patch = None   # JackPatchThru while the thru is patched by JACK
         self._stopped = threading.Event()
         self._stop_requested = threading.Event()
         self._warned_channel_clash = False
         self.saved_session = None
 
     # --- the thru path (input thread) ---------------------------------------------------------
-    def on_human(self, message, t_ns: int) -> None:
-        """Every incoming message: straight to the outputs first, then to the listeners."""
+    def on_human(self, message, t_ns: int, patchable: bool = True) -> None:
+        """Every incoming message: straight to the outputs first, then to the listeners.
+        patchable: it came in on a MIDI port that patched thru covers (not DIN)."""
         if self.midi_controls is not None and message[0] & 0xF0 in (mm.CONTROL_CHANGE, mm.PROGRAM_CHANGE) \
                 and self.midi_controls.handle(message):
             return
         if not (self.clock_generator is not None and message[0] == mm.CLOCK):
-            self.outputs.send(message)
+            patch = self.patch
+            self.outputs.send_thru(message, patched=patchable and patch is not None and patch.patched)
         if self.clock_follower.feed(message, t_ns):
             return
         if self.recorder is not None:
@@ -198,7 +204,8 @@ class Box:
                 # service would restart forever); USB MIDI still works.
                 self.announce(f"warning: DIN {din} not available; playing on USB/virtual MIDI only")
             else:
-                self._din.set_receiver(self.on_human)
+                # DIN is no JACK port: the box passes its notes to every output itself.
+                self._din.set_receiver(lambda message, t_ns: self.on_human(message, t_ns, patchable=False))
                 self.outputs.add(self._make_slot(self._din))
                 self.announce(f"DIN   : {din} (in and out, 31250 baud)")
         self._open_builtin_piano()
@@ -207,6 +214,7 @@ class Box:
             port.set_receiver(self.on_human)
         self.watcher.reconcile_now()
         self._follow_hardware_synths()
+        self.patch = self._start_patched_thru()
         self.scheduler.start()
         self.engine.start()
         if config.clock_out:
@@ -225,6 +233,8 @@ class Box:
             self.watcher.stop()
         for port in self._all_inputs():
             port.set_receiver(None)  # nothing new comes in while we wind down
+        if self.patch is not None:
+            self.patch.stop()   # the keyboard is no longer patched to the synth
         self.engine.stop()
         if self.clock_generator is not None:
             self.clock_generator.stop()
@@ -301,6 +311,35 @@ class Box:
         self.watcher.reconcile_now()
         return self.outputs.names()
 
+    # --- patched thru -----------------------------------------------------------------------------
+    def _start_patched_thru(self):
+        """On JACK, the keyboard patched straight to the synth (see ports/jack_patch.py), unless the
+        box must filter the player's messages. Says which thru it chose."""
+        if self.config.thru == "box":
+            self.announce("thru  : through the box (--thru box)")
+            return None
+        if self.backend.name != "jack":
+            self.announce("thru  : through the box (patched thru is JACK's; ALSA's is not built yet)")
+            return None
+        if self.clock_generator is not None or self.config.clock_out:
+            self.announce("thru  : through the box (--clock-out replaces the keyboard's clock)")
+            return None
+        try:
+            from sideman.ports.jack_patch import JackPatchThru
+
+            patch = JackPatchThru(may_patch=self._thru_unfiltered).start()
+        except Exception as exc:   # JACK-Client or libjack missing, or the client refused
+            self.announce(f"warning: patched thru unavailable ({type(exc).__name__}: {exc}); thru through the box")
+            return None
+        self.announce("thru  : patched by JACK, keyboard straight to synth, the box listening beside it "
+                      "(--thru box passes it through the box)")
+        return patch
+
+    def _thru_unfiltered(self) -> bool:
+        """Nothing of the player's is the box's to take out (no MIDI-mapped CC, no MIDI learn)."""
+        controls = self.midi_controls
+        return controls is None or controls.passes_everything()
+
     # --- the built-in piano ----------------------------------------------------------------------
     def _open_builtin_piano(self) -> None:
         """FluidSynth as one more output, when asked for (or, with auto, while no hardware synth is
@@ -362,7 +401,8 @@ class Box:
         for pattern, ms in self.config.output_latency_ms.items():
             if pattern.lower() in port.name.lower():
                 latency = ms
-        return OutputSlot(port, latency)
+        patchable = isinstance(port, RtMidiOutput) and self.backend is not None and self.backend.name == "jack"
+        return OutputSlot(port, latency, patchable=patchable)
 
     @staticmethod
     def _match_all(names: list[str], patterns: list[str]) -> list[str]:
@@ -379,6 +419,8 @@ class Box:
 
     def _input_set(self, label: str, wanted) -> PortSet:
         def connect(name: str):
+            if self.patch is not None:
+                self.patch.invalidate()   # the box passes this keyboard itself until it is patched
             port = RtMidiInput(self.backend, "sideman-in", connect_to=name)
             port.set_receiver(self.on_human)
             return port

@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     thru.add_argument("--flood", action="store_true",
                       help="2,000 note-ons/s for 10 s into the box, beside a direct JACK connection: lost and "
                            "out-of-order messages per path, then whether the AI answers a phrase again")
+    thru.add_argument("--thru", choices=["auto", "box"], default="auto",
+                      help="the box's thru: auto (patched by JACK) or box (through the box), as `sideman run --thru`")
+    soak = bench_kinds.add_parser("soak", help="the box duets over JACK for --minutes (call-response, then each "
+                                  "other mode): lost thru notes, stuck AI notes, RSS, CPU, answers, fall-backs")
+    soak.add_argument("--minutes", type=float, default=60.0)
+    soak.add_argument("--report-minutes", type=float, default=5.0, help="a report this often (on stderr)")
+    soak.add_argument("--period", type=int, default=64, help="JACK period in frames")
+    soak.add_argument("--rate", type=int, default=48000)
+    soak.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
+    soak.add_argument("--json", action="store_true")
     reaction = bench_kinds.add_parser("reaction", help="the session's decision to answer -> first AI note on the wire (JACK)")
     reaction.add_argument("--json", action="store_true")
     reaction.add_argument("--phrases", type=int, default=100)
@@ -148,6 +158,10 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                      help="never connect to hardware ports by ourselves")
     parser.add_argument("--din", metavar="DEVICE", help="5-pin DIN MIDI on a serial device (31250 baud), e.g. /dev/ttyTHS0 on a Jetson Orin; "
                              "auto: the UART in the pin map, when it exists (the service uses this)")
+    parser.add_argument("--thru", choices=["auto", "box"], default="auto",
+                     help="auto: on JACK your keyboard is connected straight to the synth and the box listens "
+                          "beside it, while nothing needs filtering (no MIDI-mapped CC); box: every message "
+                          "passes through the box")
     parser.add_argument("--voice", choices=["transformer", "markov", "echo", "none"], default="transformer",
                      help="transformer: the musician (default; the Markov voice stands in when the model cannot "
                           "run); markov: the Markov voice alone; echo: repeats you a bar later an octave up "
@@ -359,14 +373,22 @@ def cmd_bench(args) -> int:
         if args.flood:
             from sideman.bench.thru import run_flood_bench
 
-            result = run_flood_bench(voice=(args.voice or ["transformer"])[0], period=args.period, rate=args.rate)
+            result = run_flood_bench(voice=(args.voice or ["transformer"])[0], period=args.period, rate=args.rate,
+                                     thru=args.thru)
         elif args.answering:
             from sideman.bench.thru import run_answering_thru_bench
 
             result = run_answering_thru_bench(notes=args.notes or 1008, period=args.period,
-                                              rate=args.rate, voices=tuple(args.voice) or ("transformer", "none"))
+                                              rate=args.rate, voices=tuple(args.voice) or ("transformer", "none"),
+                                              thru=args.thru)
         else:
-            result = run_thru_bench(notes=args.notes or 2000, period=args.period, rate=args.rate)
+            result = run_thru_bench(notes=args.notes or 2000, period=args.period, rate=args.rate, thru=args.thru)
+    elif args.bench == "soak":
+        from sideman.bench.soak import run_soak_bench
+
+        result = run_soak_bench(minutes=args.minutes, report_minutes=args.report_minutes, period=args.period,
+                                rate=args.rate, voice=args.voice,
+                                on_report=lambda report: print(json.dumps(report), file=sys.stderr, flush=True))
     elif args.bench == "reaction":
         from sideman.bench.reaction import run_reaction_bench
 

@@ -28,13 +28,13 @@ def _jack_connect(source: str, destination: str) -> None:
     subprocess.run(["jack_connect", source, destination], check=True, stdout=subprocess.DEVNULL)
 
 
-def _start_box(env: dict, voice: str = "none") -> subprocess.Popen:
+def _start_box(env: dict, voice: str = "none", thru: str = "auto") -> subprocess.Popen:
     # KILL, not TERM, when the benchmark dies: the box has nothing left to finish, and a box stuck
     # on its way out keeps its JACK clients, and JACK's shared registry, held (seen here: every
     # later private server failed to open).
     box = subprocess.Popen(dies_with_parent(
         [sys.executable, "-m", "sideman", "run", "--backend", "jack", "--no-autoconnect",
-         "--voice", voice, "--no-capture", "--synth", "none"], signal="KILL"),
+         "--voice", voice, "--no-capture", "--synth", "none", "--thru", thru], signal="KILL"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in box.stdout:
         if line.startswith("ready"):
@@ -42,7 +42,7 @@ def _start_box(env: dict, voice: str = "none") -> subprocess.Popen:
     raise PortError("sideman run did not get ready for the benchmark")
 
 
-def run_thru_bench(notes: int = 2000, period: int = 64, rate: int = 48000, seed: int = 1) -> dict:
+def run_thru_bench(notes: int = 2000, period: int = 64, rate: int = 48000, seed: int = 1, thru: str = "auto") -> dict:
     rng = random.Random(seed)
     arrivals: dict[str, dict[tuple, int]] = {"direct": {}, "via": {}}
     lock = threading.Lock()
@@ -56,7 +56,7 @@ def run_thru_bench(notes: int = 2000, period: int = 64, rate: int = 48000, seed:
 
     with DummyJackServer(name=f"sideman-bench-{os.getpid()}", rate=rate, period=period) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name)
-        box = _start_box(env)
+        box = _start_box(env, thru=thru)
         try:
             source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench-src")
             source.open_virtual_port("out")
@@ -94,7 +94,7 @@ def run_thru_bench(notes: int = 2000, period: int = 64, rate: int = 48000, seed:
     added_ms = [a / 1e6 for a in added]
     jitter_ms = round(percentile(added_ms, 99) - percentile(added_ms, 50), 4) if added else None
     return {
-        "benchmark": "thru",
+        "benchmark": "thru", "thru": thru,
         "jack_period_frames": period, "sample_rate": rate, "jack_period_ms": round(period_ms, 4),
         "notes_sent": notes, "lost_direct": notes - len(direct), "lost_via_sideman": notes - len(via),
         "direct_latency": summary_ms([direct[m] - sent[m] for m in direct]),
@@ -122,14 +122,15 @@ def answering_phrases(notes: int, seed: int = 1) -> list[tuple[float, tuple, tup
     return timed
 
 
-def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, rate: int, settle_s: float = 1.0):
+def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, rate: int, settle_s: float = 1.0,
+                   thru: str = "auto"):
     """Send the timed messages (seconds from now) into a `sideman run` with this voice and, at the
     same instants, straight to a second listener, on a fresh JACK server. Returns (send times,
     the listener with both paths' arrivals)."""
     sent: dict[tuple, int] = {}
     with DummyJackServer(name=f"sideman-bench-{os.getpid()}", rate=rate, period=period) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name)
-        box = _start_box(env, voice)
+        box = _start_box(env, voice, thru)
         source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench-src")
         # Polled, never called back: a Python callback on JACK's thread deadlocks against a client
         # being closed while this thread holds the interpreter (it hung this benchmark once).
@@ -161,11 +162,11 @@ def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, ra
     return sent, listening
 
 
-def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int) -> dict:
+def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int, thru: str) -> dict:
     phrases = answering_phrases(notes, seed)
     timed = sorted([(t, on) for t, on, _ in phrases] + [(t + 0.06, off) for t, _, off in phrases],
                    key=lambda item: item[0])
-    sent, listening = _play_into_box(voice, timed, period, rate)
+    sent, listening = _play_into_box(voice, timed, period, rate, thru=thru)
     direct, via, ai_note_ons = listening.first_arrivals["direct"], listening.first_arrivals["via"], listening.ai_note_ons
     on_sent = [m for m in sent if m[0] & 0xF0 == 0x90]
     off_sent = [m for m in sent if m[0] & 0xF0 == 0x80]
@@ -220,12 +221,13 @@ class _SinkPoller:
 
 
 def run_answering_thru_bench(notes: int = 1008, period: int = 64, rate: int = 48000,
-                             voices: tuple[str, ...] = ("transformer", "none"), seed: int = 1) -> dict:
+                             voices: tuple[str, ...] = ("transformer", "none"), seed: int = 1,
+                             thru: str = "auto") -> dict:
     """Thru while the AI answers: phrases with rests into a box with each voice in turn (a fresh
     JACK server each), the same notes; per voice: lost player notes on each path, added p50/p99
     and jitter. `none` (thru only) is the baseline."""
-    runs = {voice: _answering_run(voice, notes, period, rate, seed) for voice in voices}
-    result = {"benchmark": "thru-answering", "jack_period_frames": period, "sample_rate": rate, "runs": runs}
+    runs = {voice: _answering_run(voice, notes, period, rate, seed, thru) for voice in voices}
+    result = {"benchmark": "thru-answering", "thru": thru, "jack_period_frames": period, "sample_rate": rate, "runs": runs}
     if "none" in runs and len(runs) > 1:
         base = runs["none"]["added_latency"]["p99_ms"]
         result["added_p99_over_voice_none_ms"] = {v: round(r["added_latency"]["p99_ms"] - base, 4)
@@ -255,12 +257,12 @@ def flood_messages(seconds: float = 10.0, per_s: int = 2000) -> tuple[list[tuple
 
 
 def run_flood_bench(voice: str = "transformer", seconds: float = 10.0, per_s: int = 2000, period: int = 64,
-                    rate: int = 48000) -> dict:
+                    rate: int = 48000, thru: str = "auto") -> dict:
     """A flood into the box while its voice plays: does thru pass every message, in order, and
     no fewer than a direct JACK connection gets (the baseline, same messages, same instants)? And
     does the AI answer again once it is over?"""
     timed, phrase_end_s = flood_messages(seconds, per_s)
-    sent, listening = _play_into_box(voice, timed, period, rate, settle_s=8.0)  # room to answer
+    sent, listening = _play_into_box(voice, timed, period, rate, settle_s=8.0, thru=thru)  # room to answer
     order = list(sent)  # dict order = sending order
     flood = order[:-16]  # the recovery phrase is the last 16 messages
     flood_s = (sent[flood[-1]] - sent[flood[0]]) / 1e9
@@ -269,7 +271,7 @@ def run_flood_bench(voice: str = "transformer", seconds: float = 10.0, per_s: in
     via_order = [m for m in arrived["via"] if m in sent]
     phrase_end_ns = sent[order[-1]]
     return {
-        "benchmark": "thru-flood", "voice": voice, "jack_period_frames": period,
+        "benchmark": "thru-flood", "thru": thru, "voice": voice, "jack_period_frames": period,
         "note_ons_per_s": per_s, "seconds": seconds, "messages_sent": len(order),
         "note_ons_per_s_as_sent": round(len(flood) / 2 / flood_s),
         "lost": {"direct": lost["direct"], "via_sideman": lost["via"]},

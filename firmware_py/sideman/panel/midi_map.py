@@ -55,6 +55,10 @@ class MidiControlMap:
         with self._lock:
             return dict(self.cc_map)
 
+    def passes_everything(self) -> bool:
+        """No CC is the box's (none mapped, none being learned): every message is the synth's."""
+        return not self.cc_map and self.learning is None
+
     def forget(self, cc: int | None = None) -> None:
         """Forget one CC's mapping, or all of them."""
         with self._lock:

@@ -18,9 +18,11 @@ log = logging.getLogger("sideman.outputs")
 
 
 class OutputSlot:
-    def __init__(self, port: MidiOutput, latency_ms: float = 0.0):
+    def __init__(self, port: MidiOutput, latency_ms: float = 0.0, patchable: bool = False):
         self.port = port
         self.name = port.name
+        # A JACK port: the player's notes can reach its synth by a patched connection instead.
+        self.patchable = patchable
         # Per-synth latency compensation: AI events go to this slot this much earlier.
         self.latency_ns = int(latency_ms * 1_000_000)
         self._lock = threading.Lock()
@@ -39,6 +41,11 @@ class OutputSlot:
                 return False
             self._track(message)
             return True
+
+    def passed(self, message: Sequence[int]) -> None:
+        """A message of the player's reached this slot's synth by patched thru: keep the ledger."""
+        with self._lock:
+            self._track(message)
 
     def _track(self, message: Sequence[int]) -> None:
         if len(message) != 3 or message[0] >= 0xF0:
@@ -105,6 +112,15 @@ class OutputFanout:
     def send(self, message: Sequence[int]) -> None:
         for slot in self.slots:
             slot.send(message)
+
+    def send_thru(self, message: Sequence[int], patched: bool) -> None:
+        """The player's message: sent to every slot, or, while thru is patched, only to the slots
+        that are not JACK ports (the others get it from the patch, and note it in their ledger)."""
+        for slot in self.slots:
+            if patched and slot.patchable:
+                slot.passed(message)
+            else:
+                slot.send(message)
 
     def add(self, slot: OutputSlot) -> None:
         with self._change_lock:
