@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
+.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -46,6 +46,7 @@ test-all: setup
 bench: setup
 	$(VENV)/bin/sideman bench thru --json $(ARGS)
 	$(VENV)/bin/sideman bench thru --answering --json $(ARGS)
+	$(VENV)/bin/sideman bench thru --flood --json $(ARGS)
 	$(VENV)/bin/sideman bench reaction --json $(ARGS)
 	$(VENV)/bin/sideman bench reaction --json --voice markov $(ARGS)
 	$(VENV)/bin/sideman bench model --json $(ARGS)
@@ -58,6 +59,11 @@ bench-audio: setup
 
 bench-reaction: setup
 	$(VENV)/bin/sideman bench reaction --json $(ARGS)
+
+## An hour on stage: the box duets through every mode; a report every 5 minutes on stderr.
+MINUTES ?= 60
+bench-soak: setup
+	$(VENV)/bin/sideman bench soak --json --minutes $(MINUTES) $(ARGS)
 
 ## Listening accuracy (chords vs chord_midi.txt, beats vs beat_midi.txt) on a POP909-like folder.
 eval-listen: setup

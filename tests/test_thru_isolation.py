@@ -258,3 +258,12 @@ def test_a_midi_mapped_cc_unpatches_the_thru_so_the_box_can_keep_it_from_the_syn
     assert changed == ["temperature"]
     assert (0xB0, 21, 100) not in probe.messages(), "a CC the box took reached the synth"
     assert probe.messages().count((0x90, 62, 70)) == 1
+
+
+def test_the_thru_flag_reaches_the_box():
+    from sideman import appliance
+    from sideman.cli import build_parser
+    from sideman.panel.settings import Settings
+
+    for argv, thru in ((["run"], "auto"), (["run", "--thru", "box"], "box"), (["panel", "--thru", "box"], "box")):
+        assert appliance.box_config(build_parser().parse_args(argv), Settings()).thru == thru

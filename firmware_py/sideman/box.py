@@ -255,6 +255,10 @@ class Box:
             self.lister.close()
         if self.backend is not None:
             self.backend.close()
+        engine = self.engine
+        if engine.shed or engine.dropped:
+            self.announce(f"the voice fell behind: {engine.shed} late notes shed, {engine.dropped} events "
+                          f"dropped (thru unaffected)")
         if self.recorder is not None:
             try:
                 self.saved_session = self.recorder.save()

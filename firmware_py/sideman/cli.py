@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     thru.add_argument("--flood", action="store_true",
                       help="2,000 note-ons/s for 10 s into the box, beside a direct JACK connection: lost and "
                            "out-of-order messages per path, then whether the AI answers a phrase again")
+    thru.add_argument("--voice-beside", choices=["transformer", "markov"], default=None,
+                      help="with --answering: a second box with this voice, in its own process, hears the same "
+                           "notes and answers them (measures the model running outside the thru's process)")
     thru.add_argument("--thru", choices=["auto", "box"], default="auto",
                       help="the box's thru: auto (patched by JACK) or box (through the box), as `sideman run --thru`")
     soak = bench_kinds.add_parser("soak", help="the box duets over JACK for --minutes (call-response, then each "
@@ -380,7 +383,7 @@ def cmd_bench(args) -> int:
 
             result = run_answering_thru_bench(notes=args.notes or 1008, period=args.period,
                                               rate=args.rate, voices=tuple(args.voice) or ("transformer", "none"),
-                                              thru=args.thru)
+                                              thru=args.thru, beside=args.voice_beside)
         else:
             result = run_thru_bench(notes=args.notes or 2000, period=args.period, rate=args.rate, thru=args.thru)
     elif args.bench == "soak":

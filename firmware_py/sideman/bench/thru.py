@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -123,19 +124,25 @@ def answering_phrases(notes: int, seed: int = 1) -> list[tuple[float, tuple, tup
 
 
 def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, rate: int, settle_s: float = 1.0,
-                   thru: str = "auto"):
+                   thru: str = "auto", beside: str | None = None):
     """Send the timed messages (seconds from now) into a `sideman run` with this voice and, at the
     same instants, straight to a second listener, on a fresh JACK server. Returns (send times,
-    the listener with both paths' arrivals)."""
+    the listener with both paths' arrivals).
+
+    beside: a voice for a second `sideman run`, in its own process, that hears the same notes and
+    answers them (into a third listener): the model's work without its interpreter in the box
+    being measured."""
     sent: dict[tuple, int] = {}
     with DummyJackServer(name=f"sideman-bench-{os.getpid()}", rate=rate, period=period) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name)
-        box = _start_box(env, voice, thru)
+        boxes = [_start_box(env, voice, thru)]
+        paths = ("direct", "via", "beside") if beside else ("direct", "via")
         source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "bench-src")
         # Polled, never called back: a Python callback on JACK's thread deadlocks against a client
         # being closed while this thread holds the interpreter (it hung this benchmark once).
-        sinks = {path: rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"bench-{path}") for path in ("direct", "via")}
+        sinks = {path: rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"bench-{path}") for path in paths}
         listening = _SinkPoller(sinks)
+        said = ""
         try:
             source.open_virtual_port("out")
             for sink in sinks.values():
@@ -144,6 +151,10 @@ def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, ra
             _jack_connect("bench-src:out", "bench-direct:in")
             _jack_connect("bench-src:out", "sideman:in")
             _jack_connect("sideman-out:out", "bench-via:in")
+            if beside:
+                boxes.append(_start_box(env, beside, "box"))   # JACK names its ports sideman-01:in, ...
+                _jack_connect("bench-src:out", "sideman-01:in")
+                _jack_connect("sideman-out-01:out", "bench-beside:in")
             time.sleep(0.5)
             start = now_ns()
             for t, message in timed:
@@ -154,19 +165,24 @@ def _play_into_box(voice: str, timed: list[tuple[float, tuple]], period: int, ra
                 source.send_message(message)
             time.sleep(settle_s)
         finally:
-            box.terminate()  # nothing more arrives while the clients close
-            box.wait(timeout=10)
+            for box in boxes:
+                box.terminate()  # nothing more arrives while the clients close
+            said, _ = boxes[0].communicate(timeout=10)
+            for box in boxes[1:]:
+                box.communicate(timeout=10)
             listening.stop()
             for client in (*sinks.values(), source):
                 client.delete()
+    listening.box_said = said
     return sent, listening
 
 
-def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int, thru: str) -> dict:
+def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int, thru: str,
+                   beside: str | None = None) -> dict:
     phrases = answering_phrases(notes, seed)
     timed = sorted([(t, on) for t, on, _ in phrases] + [(t + 0.06, off) for t, _, off in phrases],
                    key=lambda item: item[0])
-    sent, listening = _play_into_box(voice, timed, period, rate, thru=thru)
+    sent, listening = _play_into_box(voice, timed, period, rate, thru=thru, beside=beside)
     direct, via, ai_note_ons = listening.first_arrivals["direct"], listening.first_arrivals["via"], listening.ai_note_ons
     on_sent = [m for m in sent if m[0] & 0xF0 == 0x90]
     off_sent = [m for m in sent if m[0] & 0xF0 == 0x80]
@@ -191,6 +207,7 @@ class _SinkPoller:
         self.first_arrivals: dict[str, dict[tuple, int]] = {path: {} for path in sinks}
         self.ai_note_ons = 0
         self.ai_note_on_times: list[int] = []
+        self.box_said = ""   # what the box printed after it was ready, up to its exit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -222,12 +239,12 @@ class _SinkPoller:
 
 def run_answering_thru_bench(notes: int = 1008, period: int = 64, rate: int = 48000,
                              voices: tuple[str, ...] = ("transformer", "none"), seed: int = 1,
-                             thru: str = "auto") -> dict:
+                             thru: str = "auto", beside: str | None = None) -> dict:
     """Thru while the AI answers: phrases with rests into a box with each voice in turn (a fresh
     JACK server each), the same notes; per voice: lost player notes on each path, added p50/p99
-    and jitter. `none` (thru only) is the baseline."""
-    runs = {voice: _answering_run(voice, notes, period, rate, seed, thru) for voice in voices}
-    result = {"benchmark": "thru-answering", "thru": thru, "jack_period_frames": period, "sample_rate": rate, "runs": runs}
+    and jitter. `none` (thru only) is the baseline. beside: see _play_into_box."""
+    runs = {voice: _answering_run(voice, notes, period, rate, seed, thru, beside) for voice in voices}
+    result = {"benchmark": "thru-answering", "thru": thru, "voice_beside": beside, "jack_period_frames": period, "sample_rate": rate, "runs": runs}
     if "none" in runs and len(runs) > 1:
         base = runs["none"]["added_latency"]["p99_ms"]
         result["added_p99_over_voice_none_ms"] = {v: round(r["added_latency"]["p99_ms"] - base, 4)
@@ -256,6 +273,12 @@ def flood_messages(seconds: float = 10.0, per_s: int = 2000) -> tuple[list[tuple
     return timed, start + 8 * 0.15
 
 
+def _shed_count(box_said: str) -> int:
+    """The late notes the box's voice shed, from what `sideman run` says when it stops."""
+    found = re.search(r"the voice fell behind: (\d+) late notes shed", box_said or "")
+    return int(found.group(1)) if found else 0
+
+
 def run_flood_bench(voice: str = "transformer", seconds: float = 10.0, per_s: int = 2000, period: int = 64,
                     rate: int = 48000, thru: str = "auto") -> dict:
     """A flood into the box while its voice plays: does thru pass every message, in order, and
@@ -277,6 +300,7 @@ def run_flood_bench(voice: str = "transformer", seconds: float = 10.0, per_s: in
         "lost": {"direct": lost["direct"], "via_sideman": lost["via"]},
         "via_sideman_in_order": via_order == [m for m in order if m in arrived["via"]],
         "ai_note_ons": listening.ai_note_ons,
+        "ai_shed_late_notes": _shed_count(listening.box_said),
         "ai_note_ons_after_the_flood_phrase": sum(t > phrase_end_ns for t in listening.ai_note_on_times),
         "phrase_end_s": round(phrase_end_s, 2),
     }
