@@ -65,3 +65,37 @@ class JackProbe:
         if self.source is not None:
             self.source.delete()
             self.source = None
+
+
+class SinkPoller:
+    """One thread taking the messages of several named JACK sinks (rtmidi inputs) as they come,
+    polled, never called back (see JackProbe); each goes to take(path, message, receive time ns)."""
+
+    def __init__(self, sinks: dict, poll_s: float = 0.0002):
+        self.sinks = sinks
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sinks", daemon=True)
+
+    def take(self, path: str, message: tuple, t_ns: int) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            for path, sink in self.sinks.items():
+                event = sink.get_message()
+                while event is not None:
+                    busy = True
+                    self.take(path, tuple(event[0]), now_ns())
+                    event = sink.get_message()
+            if not busy:
+                time.sleep(self.poll_s)

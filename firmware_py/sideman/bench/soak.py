@@ -25,7 +25,7 @@ import time
 import numpy as np
 import rtmidi
 
-from sideman.clock import now_ns
+from sideman.bench.probe import SinkPoller
 from sideman.ports.contract import PortError
 from sideman.ports.jack_server import DummyJackServer
 from sideman.processes import dies_with_parent
@@ -47,56 +47,34 @@ def _jack_connect(source: str, destination: str) -> None:
     subprocess.run(["jack_connect", source, destination], check=True, stdout=subprocess.DEVNULL)
 
 
-class _Listeners:
-    """The two listeners, polled on one thread: counts of the player's messages per path, and
-    the AI's notes (held, started, answers) from the box's output."""
+class _Listeners(SinkPoller):
+    """Counts of the player's messages per path, and the AI's notes (held, started, answers) from
+    the box's output."""
 
     def __init__(self, sinks: dict):
-        self.sinks = sinks
+        super().__init__(sinks, poll_s=0.0005)
         self.arrived = {path: collections.Counter() for path in sinks}
         self.ai_note_ons = 0
         self.answers = 0
         self.ai_held: collections.Counter = collections.Counter()
         self._last_ai_on_ns = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="soak-listeners", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def snapshot(self) -> tuple[dict, int, int, int]:
         with self._lock:
             return ({path: collections.Counter(c) for path, c in self.arrived.items()},
                     self.ai_note_ons, self.answers, sum(self.ai_held.values()))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            for path, sink in self.sinks.items():
-                event = sink.get_message()
-                while event is not None:
-                    busy = True
-                    self._take(path, tuple(event[0]))
-                    event = sink.get_message()
-            if not busy:
-                time.sleep(0.0005)
-
-    def _take(self, path: str, message: tuple) -> None:
+    def take(self, path: str, message: tuple, t_ns: int) -> None:
         with self._lock:
             if len(message) == 3 and message[0] & 0x0F == AI_CHANNEL and message[0] & 0xE0 == 0x80:
                 if path != "via":
                     return
                 if message[0] & 0xF0 == 0x90 and message[2] > 0:
-                    t = now_ns()
                     self.ai_note_ons += 1
-                    if t - self._last_ai_on_ns > ANSWER_GAP_S * 1e9:
+                    if t_ns - self._last_ai_on_ns > ANSWER_GAP_S * 1e9:
                         self.answers += 1
-                    self._last_ai_on_ns = t
+                    self._last_ai_on_ns = t_ns
                     self.ai_held[message[1]] += 1
                 elif self.ai_held[message[1]] > 0:
                     self.ai_held[message[1]] -= 1

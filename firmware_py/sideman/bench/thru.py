@@ -18,6 +18,7 @@ import time
 
 import rtmidi
 
+from sideman.bench.probe import SinkPoller
 from sideman.bench.stats import percentile, summary_ms
 from sideman.clock import now_ns
 from sideman.ports.contract import PortError
@@ -197,44 +198,22 @@ def _answering_run(voice: str, notes: int, period: int, rate: int, seed: int, th
     }
 
 
-class _SinkPoller:
-    """One thread taking each sink's messages as they come: the first arrival of every player
-    message per path, and a count of the AI's note-ons (channel 2)."""
+class _SinkPoller(SinkPoller):
+    """The first arrival of every player message per path, and the AI's note-ons (channel 2)."""
 
     def __init__(self, sinks: dict, poll_s: float = 0.0002):
-        self.sinks = sinks
-        self.poll_s = poll_s
+        super().__init__(sinks, poll_s)
         self.first_arrivals: dict[str, dict[tuple, int]] = {path: {} for path in sinks}
         self.ai_note_ons = 0
         self.ai_note_on_times: list[int] = []
         self.box_said = ""   # what the box printed after it was ready, up to its exit
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            for path, sink in self.sinks.items():
-                event = sink.get_message()
-                while event is not None:
-                    busy = True
-                    t, message = now_ns(), tuple(event[0])
-                    if len(message) == 3 and message[0] == 0x91 and message[2] > 0:
-                        self.ai_note_ons += 1
-                        self.ai_note_on_times.append(t)
-                    else:
-                        self.first_arrivals[path].setdefault(message, t)
-                    event = sink.get_message()
-            if not busy:
-                time.sleep(self.poll_s)
+    def take(self, path: str, message: tuple, t_ns: int) -> None:
+        if len(message) == 3 and message[0] == 0x91 and message[2] > 0:
+            self.ai_note_ons += 1
+            self.ai_note_on_times.append(t_ns)
+        else:
+            self.first_arrivals[path].setdefault(message, t_ns)
 
 
 def run_answering_thru_bench(notes: int = 1008, period: int = 64, rate: int = 48000,
