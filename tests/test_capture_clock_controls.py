@@ -12,6 +12,36 @@ from sideman.controls import CONTROLS, add_control_flags, values_from_args
 from sideman.midi_clock import ClockFollower, ClockGenerator
 
 
+def test_an_hours_capture_stays_small_and_two_threads_never_mix_their_records():
+    """The input and sender threads record at once; every record comes back whole, and a note
+    costs ~14 bytes (as Python tuples it was ~170: 340 MB at the 2 M-event cap)."""
+    import threading
+    import tracemalloc
+
+    recorder = SessionRecorder()
+    tracemalloc.start()
+    try:
+        def play(voice, status):
+            for i in range(50_000):
+                recorder.record(voice, (status, i % 128, 1 + i % 127), i)
+
+        threads = [threading.Thread(target=play, args=(HUMAN, 0x90)), threading.Thread(target=play, args=(AI, 0x91))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        recorder.record(HUMAN, (0xF0, 0x7D, 1, 2, 0xF7), 7)   # SysEx, any length
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    events = recorder.events()
+    assert len(events) == 100_001 and events[-1] == (HUMAN, 7, (0xF0, 0x7D, 1, 2, 0xF7))
+    for voice, t_ns, message in events[:-1]:
+        assert message == ((0x90, 0x91)[voice], t_ns % 128, 1 + t_ns % 127)
+    assert recorder.note_counts() == (50_000, 50_000)
+    assert held < 100_001 * 20, f"{held / 100_001:.0f} bytes an event"
+
+
 def test_session_is_two_tracks_human_and_sideman(tmp_path):
     recorder = SessionRecorder()
     t0 = recorder.started_ns
