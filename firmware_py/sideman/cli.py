@@ -370,6 +370,13 @@ def cmd_sessions(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    import signal
+
+    # SIGTERM (a timeout, a service manager) unwinds like Ctrl-C: every `finally` runs, so the
+    # benchmark's JACK clients close and its server stops by itself. The kernel ends them anyway if
+    # this process dies harder (processes.dies_with_parent), but a clean close leaves nothing in
+    # JACK's shared memory either.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.bench == "thru":
         from sideman.bench.thru import run_thru_bench
 
