@@ -435,6 +435,8 @@ class Box:
 
     def _output_set_for(self, label: str, wanted) -> PortSet:
         def connect(name: str) -> OutputSlot:
+            if self.patch is not None:
+                self.patch.invalidate()   # the box plays your notes into this synth until it is patched
             slot = self._make_slot(RtMidiOutput(self.backend, "sideman-out", connect_to=name))
             self.outputs.add(slot)
             self._follow_hardware_synths(arriving=name)

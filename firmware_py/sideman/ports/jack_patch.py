@@ -16,9 +16,10 @@ notes, so panic and stop still end the player's held notes) and still plays into
 are not JACK ports (the built-in piano, DIN).
 
 Connect, then say patched; say unpatched, then disconnect: a change can double a note for a moment,
-never drop one. The one gap: a keyboard connected by hand to the box's virtual input is heard by
-the box at once but reaches the synth only once the next look patches it (within POLL_S). Ports
-the box connects to itself (hot-plug) call `invalidate()` first, so they have no gap.
+never drop one. The one gap: a keyboard (or synth) connected by hand to the box's virtual ports is
+heard (fed) by the box at once, but the player's notes reach that synth only once the next look
+patches it (within POLL_S). Ports the box connects itself (hot-plug) call `invalidate()` first,
+so they have no gap.
 
 No Python runs on JACK's threads here: the client has no callbacks (see rtmidi_ports.InputPoller
 for the deadlock that avoids), and JACK-Client releases the interpreter in every JACK call.
