@@ -464,3 +464,22 @@ def test_tensorrt_asked_for_without_its_provider_says_so_and_plays_on_torch():
     assert session.improviser.name == "transformer[torch]"
     assert any("TensorRT execution provider" in text and "torch" in text for text in said)
     assert open_backend(load_bundle(SHIPPED), "auto").name == "onnx"   # auto does not ask for it
+
+
+def test_playing_along_with_the_transformer_keeps_playing_past_the_first_minute():
+    """Duet mode over 75 s of the soak's player (phrases of 2-4 bars with a beat or two of rest,
+    left-hand chords, the pedal; 120 BPM): the AI plays in every 25 s. (The session used to drop a
+    plan whose next note was not sampled yet as if it were over; from about 45 s on every bar was
+    dropped and the AI fell silent for good: found by the hour's soak.)"""
+    from sideman.bench.soak import player_phrase
+
+    rng = np.random.default_rng(1)
+    played, t = [], 0.5
+    while t < 75.0:
+        timed, t = player_phrase(rng, t, answering=False)
+        played += timed
+    session = make_transformer_session("duet", seed=1, step_budget_s=None)
+    assert isinstance(session.improviser, TransformerImproviser)
+    result = play_performance([], session, tail_s=1.0, extra_messages=played)
+    per_window = [sum(1 for n in result.ai if k * 25 <= n.onset_s < (k + 1) * 25) for k in range(3)]
+    assert min(per_window) >= 20, f"AI notes per 25 s: {per_window}"

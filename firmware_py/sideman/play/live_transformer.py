@@ -101,6 +101,12 @@ class Plan:
     def peek(self) -> Note | None:
         return self.voice._peek(self)
 
+    def finished(self) -> bool:
+        """Sampled past its end with nothing left ahead (or its Markov stand-in is over)."""
+        if self.fallback is not None:
+            return self.fallback.finished()
+        return self.exhausted and self.notes_ahead == 0
+
     def pop(self) -> Note:
         return self.voice._pop(self)
 

@@ -1,7 +1,10 @@
 """What a voice hands the session for one request: a stream of notes the session can look at
-before committing them. peek() is the next note (None when the stream is over); pop() commits it
-(the session is about to schedule it). Until pop(), a voice may still change its mind (the
-transformer rolls back its lookahead when the player plays)."""
+before committing them. peek() is the next note, or None when there is none (yet); finished() is
+True once no note will come any more; pop() commits the next note (the session is about to
+schedule it). Until pop(), a voice may still change its mind (the transformer rolls back its
+lookahead when the player plays). "None yet" is not "over": a transformer plan whose next note
+is still to be sampled says None but is not finished (the session dropped such plans as over,
+and comping and duet with the transformer fell silent after a minute)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from sideman.model.events import Note
 
 class NoteStream(Protocol):
     def peek(self) -> Note | None: ...
+    def finished(self) -> bool: ...
     def pop(self) -> Note: ...
 
 
@@ -28,6 +32,9 @@ class PeekableNotes:
             self._next = next(self._notes, None)
             self._done = self._next is None
         return self._next
+
+    def finished(self) -> bool:
+        return self.peek() is None   # a generator that has nothing now never will
 
     def pop(self) -> Note:
         note = self.peek()

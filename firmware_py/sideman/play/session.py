@@ -267,6 +267,8 @@ class Session:
             note = stream.peek()
             if note is not None:
                 return note, stream, entry
+            if not stream.finished():
+                return None   # its next note is still to come: later streams wait their turn
             self._streams.popleft()
         return None
 
