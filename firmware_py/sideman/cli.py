@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--period", type=int, default=64, help="JACK period in frames")
     soak.add_argument("--rate", type=int, default=48000)
     soak.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
+    soak.add_argument("--box-log", metavar="FILE", help="write what the box says (its log) to FILE")
     soak.add_argument("--json", action="store_true")
     reaction = bench_kinds.add_parser("reaction", help="the session's decision to answer -> first AI note on the wire (JACK)")
     reaction.add_argument("--json", action="store_true")
@@ -397,7 +398,7 @@ def cmd_bench(args) -> int:
         from sideman.bench.soak import run_soak_bench
 
         result = run_soak_bench(minutes=args.minutes, report_minutes=args.report_minutes, period=args.period,
-                                rate=args.rate, voice=args.voice,
+                                rate=args.rate, voice=args.voice, box_log=args.box_log,
                                 on_report=lambda report: print(json.dumps(report), file=sys.stderr, flush=True))
     elif args.bench == "reaction":
         from sideman.bench.reaction import run_reaction_bench

@@ -7,9 +7,11 @@ or two in comping and duet. Each of their messages goes at the same instant stra
 ("direct", the baseline) and into the box, whose output goes to a second listener ("via sideman").
 
 Every `report_minutes` (and at the end) one report: the player's messages lost on each path, the
-AI's notes and answers, the box's RSS and its growth since the first 5 minutes, its CPU share of one
+AI's notes and answers, the box's RSS (all of it, and its own: without the JACK server's shared
+memory it maps) and their growth since the first 5 minutes, its CPU share of one
 core, and the engine's shed events and the transformer's fall-backs. At the end: AI notes still
-sounding once the box has stopped (stuck)."""
+sounding once the box has stopped (stuck), as a synth would have them (a note-off or an All Notes
+Off ends them)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,9 @@ class _Listeners(SinkPoller):
 
     def take(self, path: str, message: tuple, t_ns: int) -> None:
         with self._lock:
+            if path == "via" and message[:1] == (0xB0 | AI_CHANNEL,) and message[1] in (120, 123):
+                self.ai_held.clear()   # All Sound / All Notes Off: a synth stops every AI note
+                return
             if len(message) == 3 and message[0] & 0x0F == AI_CHANNEL and message[0] & 0xE0 == 0x80:
                 if path != "via":
                     return
@@ -108,10 +113,11 @@ def player_phrase(rng: np.random.Generator, start_s: float, answering: bool) -> 
 class _SoakBox:
     """The box process (sideman.bench.soak_box) and its command line."""
 
-    def __init__(self, env: dict, voice: str):
+    def __init__(self, env: dict, voice: str, log_path: str | None = None):
+        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL   # what the box says
         self.process = subprocess.Popen(
             dies_with_parent([sys.executable, "-m", "sideman.bench.soak_box", voice], signal="KILL"),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
         ready = self._reply()
         if "ready" not in ready:
             raise PortError(f"the soak box did not start: {ready}")
@@ -138,6 +144,13 @@ class _SoakBox:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+def _growth(stats: dict, warm: dict | None, key: str) -> float | None:
+    """Percent growth of a memory figure since the warm-up ended."""
+    return round(100 * (stats[key] - warm[key]) / warm[key], 2) if warm else None
 
 
 def _lost(sent: collections.Counter, arrived: collections.Counter) -> int:
@@ -145,7 +158,7 @@ def _lost(sent: collections.Counter, arrived: collections.Counter) -> int:
 
 
 def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: int = 64, rate: int = 48000,
-                   seed: int = 1, voice: str = "transformer", on_report=None) -> dict:
+                   seed: int = 1, voice: str = "transformer", box_log: str | None = None, on_report=None) -> dict:
     rng = np.random.default_rng(seed)
     total_s, report_s = minutes * 60.0, report_minutes * 60.0
     segment_s = total_s / len(MODE_ORDER)
@@ -154,7 +167,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
     with tempfile.TemporaryDirectory(prefix="sideman-soak-") as data_dir, \
             DummyJackServer(name=f"sideman-soak-{os.getpid()}", rate=rate, period=period) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, SIDEMAN_DATA_DIR=data_dir)
-        box = _SoakBox(env, voice)
+        box = _SoakBox(env, voice, box_log)
         source = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "soak-player")
         sinks = {path: rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"soak-{path}") for path in ("direct", "via")}
         listeners = _Listeners(sinks)
@@ -170,6 +183,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
             time.sleep(0.5)
             start = time.monotonic()
             mode, phrase_at, warm, phrases, modes_played = None, 0.5, None, 0, []
+            last_stats = box.ready
             previous = {"t_s": 0.0, "cpu_s": box.ready["cpu_s"], "lost": {"direct": 0, "via": 0},
                         "ai_note_ons": 0, "answers": 0, "phrases": 0}
             next_report = min(report_s, total_s)
@@ -177,7 +191,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
                 elapsed = time.monotonic() - start
                 if elapsed >= next_report or elapsed >= total_s:
                     time.sleep(0.05)   # what was just sent has arrived
-                    stats = box.ask("stats")
+                    stats = last_stats = box.ask("stats")
                     arrived, ai_ons, answers, ai_held = listeners.snapshot()
                     lost = {path: _lost(sent, arrived[path]) for path in ("direct", "via")}
                     t_s = time.monotonic() - start
@@ -189,8 +203,9 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
                         "phrases": phrases - previous["phrases"],
                         "ai_note_ons": ai_ons - previous["ai_note_ons"], "answers": answers - previous["answers"],
                         "ai_notes_sounding_now": ai_held,
-                        "rss_mb": stats["rss_mb"],
-                        "rss_growth_since_warm_pct": round(100 * (stats["rss_mb"] - warm) / warm, 2) if warm else None,
+                        "rss_mb": stats["rss_mb"], "rss_private_mb": stats["rss_private_mb"],
+                        "rss_growth_since_warm_pct": _growth(stats, warm, "rss_mb"),
+                        "rss_private_growth_since_warm_pct": _growth(stats, warm, "rss_private_mb"),
                         "cpu_share_of_one_core": round((stats["cpu_s"] - previous["cpu_s"]) / (t_s - previous["t_s"]), 3),
                         "engine_shed": stats["engine_shed"], "engine_dropped": stats["engine_dropped"],
                         "voice_errors": stats["voice_errors"], "fallbacks": stats["fallbacks"],
@@ -205,7 +220,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
                     if elapsed >= total_s:
                         break
                 if warm is None and elapsed >= min(WARM_UP_S, total_s / 2):
-                    warm = box.ask("stats")["rss_mb"]
+                    warm = box.ask("stats")
                 # The next mode once its share of the time has come, one mode per phrase at most:
                 # every mode gets played even when its share is shorter than a phrase.
                 due = min(len(MODE_ORDER) - 1, int(elapsed // segment_s))
@@ -242,6 +257,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
                 client.delete()
     lost_total = {path: _lost(sent, arrived[path]) for path in ("direct", "via")}
     rss = [r["rss_mb"] for r in reports]
+    playing = last_stats   # memory is read while the box plays: once stopped, its JACK clients are gone
     return {
         "benchmark": "soak", "minutes": minutes, "voice": voice, "modes_played": modes_played,
         "jack_period_frames": period,
@@ -250,12 +266,16 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
         "lost_thru": {"direct": lost_total["direct"], "via_sideman": lost_total["via"]},
         "ai_note_ons": ai_ons, "answers": answers,
         "ai_notes_stuck_after_stop": ai_held,
-        "rss_mb": {"ready": box.ready["rss_mb"], "warm": warm, "end": final["rss_mb"], "max": max(rss) if rss else None},
-        "rss_growth_since_warm_pct": round(100 * (final["rss_mb"] - warm) / warm, 2) if warm else None,
+        "rss_mb": {"ready": box.ready["rss_mb"], "warm": warm and warm["rss_mb"], "end": playing["rss_mb"],
+                   "max": max(rss) if rss else None},
+        "rss_private_mb": {"ready": box.ready["rss_private_mb"], "warm": warm and warm["rss_private_mb"],
+                           "end": playing["rss_private_mb"], "shared_end": playing["rss_shared_mb"]},
+        "rss_growth_since_warm_pct": _growth(playing, warm, "rss_mb"),
+        "rss_private_growth_since_warm_pct": _growth(playing, warm, "rss_private_mb"),
         "engine_shed": final["engine_shed"], "engine_dropped": final["engine_dropped"],
         "voice_errors": final["voice_errors"], "fallbacks": final["fallbacks"],
         "jack_xruns": server.xruns,
         "reports": reports,
         "meets_goal": bool(lost_total["via"] == 0 and ai_held == 0 and warm
-                           and (final["rss_mb"] - warm) / warm < 0.05),
+                           and _growth(playing, warm, "rss_mb") < 5 and _growth(playing, warm, "rss_private_mb") < 5),
     }

@@ -21,19 +21,24 @@ from sideman.clock import NS_PER_S, now_ns
 from sideman.model.voice import HUSH
 
 
-def rss_mb() -> float:
+def memory_mb() -> dict[str, float]:
+    """Resident memory: all of it (VmRSS), the box's own (RssAnon), and the shared memory it has
+    touched (RssShmem: on JACK mostly the server's segment, ~100 MB, mapped by every client)."""
+    wanted = {"VmRSS:": "rss_mb", "RssAnon:": "rss_private_mb", "RssShmem:": "rss_shared_mb"}
+    found = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+            key = line.split(None, 1)[0]
+            if key in wanted:
+                found[wanted[key]] = round(int(line.split()[1]) / 1024, 1)
+    return found
 
 
 def box_stats(box: Box) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     improviser = getattr(box.voice, "improviser", None)
     status = getattr(improviser, "status", None) or {}
-    return {"rss_mb": rss_mb(), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+    return {**memory_mb(), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
             "voice": box.voice.name, "engine_dropped": box.engine.dropped, "engine_shed": box.engine.shed,
             "voice_errors": box.engine.voice_errors, "fallbacks": status.get("fallbacks", 0),
             "transformer_healthy": status.get("healthy")}
@@ -47,6 +52,9 @@ def switch_mode(box: Box, mode: str) -> None:
 
 
 def main() -> int:
+    from sideman.service.journal import setup_logging
+
+    setup_logging(service=False, verbose=False)   # warnings (fall-backs, shedding) go to stderr
     voice = sys.argv[1] if len(sys.argv) > 1 else BoxConfig.voice
     box = Box(BoxConfig(backend="jack", autoconnect="", synth="none", capture=True, voice=voice),
               announce=lambda text: print(text, file=sys.stderr, flush=True))

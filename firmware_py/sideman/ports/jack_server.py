@@ -22,6 +22,10 @@ log = logging.getLogger("sideman.jack")
 
 DEFAULT_RATE = 48000
 DEFAULT_PERIOD = 64  # frames: 1.33 ms at 48 kHz, the period the thru benchmark reports against
+# Ports the server can hold. jackd's default (2048) makes a ~107 MB shared segment, and a box maps
+# it twice (python-rtmidi's libjack and JACK-Client's, for the patched thru): ~210 MB of its RSS,
+# all of it shared. 256 ports make it ~47 MB; a box, its probes and a built-in piano need a few dozen.
+PORT_MAX = 256
 
 
 class DummyJackServer:
@@ -66,7 +70,7 @@ class DummyJackServer:
         self.process = subprocess.Popen(dies_with_parent(
             [jackd, *([] if self.realtime else ["--no-realtime"]), *(["--sync"] if self.synchronous else []),
              *(["--timeout", str(self.client_timeout_ms)] if self.client_timeout_ms else []),
-             "--name", self.name, "-d", "dummy",
+             "--port-max", str(PORT_MAX), "--name", self.name, "-d", "dummy",
              "-r", str(self.rate), "-p", str(self.period)]),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env, start_new_session=True,
