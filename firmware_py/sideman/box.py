@@ -325,7 +325,7 @@ class Box:
         if self.backend.name != "jack":
             self.announce("thru  : through the box (patched thru is JACK's; ALSA's is not built yet)")
             return None
-        if self.clock_generator is not None or self.config.clock_out:
+        if self.config.clock_out:   # (its generator starts after this)
             self.announce("thru  : through the box (--clock-out replaces the keyboard's clock)")
             return None
         try:
