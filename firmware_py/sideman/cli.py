@@ -371,8 +371,12 @@ def cmd_sessions(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    import faulthandler
     import signal
 
+    # A crash in a native MIDI or JACK library prints every thread's Python stack: a benchmark runs
+    # for minutes, and a bare "Segmentation fault" at the end says nothing about where.
+    faulthandler.enable()
     # SIGTERM (a timeout, a service manager) unwinds like Ctrl-C: every `finally` runs, so the
     # benchmark's JACK clients close and its server stops by itself. The kernel ends them anyway if
     # this process dies harder (processes.dies_with_parent), but a clean close leaves nothing in

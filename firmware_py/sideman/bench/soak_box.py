@@ -52,7 +52,11 @@ def switch_mode(box: Box, mode: str) -> None:
 
 
 def main() -> int:
+    import faulthandler
+
     from sideman.service.journal import setup_logging
+
+    faulthandler.enable()   # a native crash names its Python stack in the box log
 
     setup_logging(service=False, verbose=False)   # warnings (fall-backs, shedding) go to stderr
     voice = sys.argv[1] if len(sys.argv) > 1 else BoxConfig.voice
