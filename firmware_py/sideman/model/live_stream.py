@@ -7,10 +7,16 @@
                 state after it. Nobody has heard them yet.
 
 Committing the next ahead event adopts the state computed when it was sampled (no recompute).
-A rollback forgets the ahead events: because a step never writes into the cache it was given, the
-state after the committed events is still there, untouched, exactly as a fresh recompute would
-leave it (tested). The human playing something new rolls back and the lookahead is sampled again
-from what they played.
+A rollback forgets the ahead events. The human playing something new rolls back and the lookahead
+is sampled again from what they played.
+
+One KV cache for all of it: the context keeps only the newest cache, and each event keeps its
+state's small part (h and the time logits). The cache's slots below `ahead_position` hold the
+committed and lookahead events; slots from there on may still hold events that were rolled back.
+The model never sees those: a step at position p writes slot p and attends to slots <= p only. So
+a rollback leaves what a fresh recompute would for everything the model sees (tested), and the
+memory stays one cache, not one per lookahead event (48 of them were 72 MB with the shipped model;
+in the hour's soak they grew the box's own memory by a quarter).
 
 The cache is static (the exported graphs' shape). When the committed events fill it, it slides:
 the newest half is prefilled into a fresh cache in one call (the init graph / forward), so the
@@ -49,7 +55,7 @@ class ContextEvent:
 @dataclass
 class AheadEvent:
     event: ContextEvent
-    out: StepOutput        # the state after it
+    out: StepOutput        # the state after it: h and time logits (its cache is the context's one)
     tag: object = None     # who asked for it (the live voice's plan)
     note: object = None    # what it sounds as (the live voice's Note)
 
@@ -65,7 +71,8 @@ class LiveContext:
     def __post_init__(self):
         self._begin: tuple | None = None   # conditioning of the marker step: chord, tempo, mode, style
         self._human: deque[tuple[float, int]] = deque(maxlen=64)   # (onset, pitch class) for the chord input
-        self.state: StepOutput | None = None
+        self._committed_out: StepOutput | None = None   # after the committed events, without its cache
+        self._cache = None    # the newest cache: committed events, then the lookahead's
         self.position = 0
 
     # --- conditioning ------------------------------------------------------------------------
@@ -111,9 +118,14 @@ class LiveContext:
         return onset, together
 
     @property
+    def state(self) -> StepOutput | None:
+        """The state predicting the next event after the committed ones."""
+        return self._committed_out and self._committed_out._replace(cache=self._cache)
+
+    @property
     def latest(self) -> StepOutput:
         """The state predicting the next event after everything, lookahead included."""
-        return self.ahead[-1].out if self.ahead else self.state
+        return (self.ahead[-1].out if self.ahead else self._committed_out)._replace(cache=self._cache)
 
     @property
     def ahead_position(self) -> int:
@@ -125,7 +137,8 @@ class LiveContext:
         self.ahead.clear()
         self._begin = (np.zeros(12, np.float32), float(tempo), int(mode), np.asarray(style_vector, np.float32))
         chord, tempo, mode, style = self._begin
-        self.state = self.backend.step(None, style, mode, chord, tempo, 0, self.backend.empty_cache())
+        self._committed_out = self._keep(self.backend.step(None, style, mode, chord, tempo, 0,
+                                                           self.backend.empty_cache()))
         self.position = 1
         self.version += 1
 
@@ -137,9 +150,15 @@ class LiveContext:
         return ContextEvent(tuple(int(x) for x in encoded), float(onset_s),
                             self.chord_after(onset_s, pitch), float(tempo), int(mode), style_vector)
 
-    def _step(self, event: ContextEvent, after: StepOutput, position: int) -> StepOutput:
-        return self.backend.step(event.encoded, event.style, event.mode, event.chord, event.tempo, position,
-                                 after.cache)
+    def _step(self, event: ContextEvent, position: int) -> StepOutput:
+        """The event at `position`, on the context's cache (whatever it holds from `position` on is
+        overwritten or unseen); returns the state after it, without its cache."""
+        return self._keep(self.backend.step(event.encoded, event.style, event.mode, event.chord, event.tempo,
+                                            position, self._cache))
+
+    def _keep(self, out: StepOutput) -> StepOutput:
+        self._cache = out.cache
+        return out._replace(cache=None)
 
     # --- committed events --------------------------------------------------------------------
     def append(self, event: ContextEvent) -> None:
@@ -147,7 +166,7 @@ class LiveContext:
         self.rollback()
         if self.position >= self.backend.context:
             self.slide()
-        self.state = self._step(event, self.state, self.position)
+        self._committed_out = self._step(event, self.position)
         self.position += 1
         self._remember(event)
         self.committed.append(event)
@@ -159,7 +178,7 @@ class LiveContext:
             self.slide()
         if not self.room_ahead():
             raise RuntimeError("no room ahead (check room_ahead first)")
-        out = self._step(event, self.latest, self.ahead_position)
+        out = self._step(event, self.ahead_position)
         item = AheadEvent(event, out, tag, note)
         self.ahead.append(item)
         return item
@@ -167,7 +186,7 @@ class LiveContext:
     def commit_next(self) -> AheadEvent:
         """The next lookahead event is being played: it joins the committed ones, with its state."""
         item = self.ahead.pop(0)
-        self.state = item.out
+        self._committed_out = item.out
         self.position += 1
         self._remember(item.event)
         self.committed.append(item.event)
@@ -175,7 +194,8 @@ class LiveContext:
         return item
 
     def rollback(self) -> None:
-        """Forget the lookahead: the state after the committed events is still there."""
+        """Forget the lookahead: the state after the committed events is still there (the cache's
+        slots from `position` on are unseen until overwritten)."""
         self.ahead.clear()
 
     def _remember(self, event: ContextEvent) -> None:
@@ -198,10 +218,10 @@ class LiveContext:
         chord, tempo, _, _ = self._begin
         self._begin = (chord, tempo, mode, style)
         events = self.committed
-        self.state = self.backend.prefill(History(
+        self._committed_out = self._keep(self.backend.prefill(History(
             np.array([e.encoded for e in events], np.int64),
             np.stack([chord] + [e.chord for e in events]).astype(np.float32),
-            np.array([tempo] + [e.tempo for e in events], np.float32), mode, style))
+            np.array([tempo] + [e.tempo for e in events], np.float32), mode, style)))
         self.position = len(events) + 1
         self.slides += 1
 
