@@ -190,3 +190,14 @@ def test_the_style_blend_control_moves_the_answers_between_two_styles():
 
     at_low, middle, at_high = mean_pitch(0.0), mean_pitch(0.5), mean_pitch(1.0)
     assert at_low < middle < at_high and at_high - at_low > 15, (at_low, middle, at_high)
+
+
+def test_the_session_log_keeps_the_newest_phrases_and_answers_only():
+    """A box left on for days: the log (read by evaluation and status) does not grow without bound."""
+    from sideman.play.session import LOG_KEEP, AnswerLog, SessionLog
+
+    log = SessionLog()
+    for i in range(LOG_KEEP + 10):
+        log.answers.append(AnswerLog(kind="answer", decided_s=float(i), start_s=float(i)))
+    assert len(log.answers) == LOG_KEEP
+    assert log.answers[0].decided_s == 10.0 and log.answers[-1].decided_s == LOG_KEEP + 9

@@ -73,10 +73,11 @@ INTERVAL_DOWN, INTERVAL_UP = 255, 256
 
 # A live (player) event counts like this many corpus occurrences at weight 1.0 (2–4 were best at
 # predicting the rest of a performance from its first half). The live layer keeps the most recent
-# LIVE_MEMORY_EVENTS events: the tune being played and the one before (10 minutes at 5 notes/s).
-# Each event costs ~1.5 kB of Python dicts, so the bound also keeps an evening's memory flat.
+# LIVE_MEMORY_EVENTS events: the tune being played (about 7 minutes at 5 notes/s). Each event
+# costs ~2 kB of Python dicts, so the bound also keeps a long gig's memory flat: reached within
+# about 15 minutes of playing, not after an hour.
 LIVE_BOOST = 3.0
-LIVE_MEMORY_EVENTS = 3_000
+LIVE_MEMORY_EVENTS = 2_000
 # How many previous events the "harmony" context (pitch classes around the last note) looks at.
 HARMONY_WINDOW = 8
 

@@ -43,10 +43,15 @@ class AnswerLog:
     beat_s: float = 0.5          # the tracked beat when it was decided
 
 
+# What the session log keeps: the newest phrases and answers (about two hours of trading), so a
+# box left on for days does not grow.
+LOG_KEEP = 1000
+
+
 @dataclass
 class SessionLog:
-    phrases: list[Phrase] = field(default_factory=list)
-    answers: list[AnswerLog] = field(default_factory=list)
+    phrases: deque[Phrase] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
+    answers: deque[AnswerLog] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
     barge_ins: int = 0
 
 
