@@ -162,4 +162,18 @@ def test_a_short_soak_plays_every_mode_in_turn_and_leaves_no_note_sounding():
     assert result["ai_notes_stuck_after_stop"] == 0
     assert result["voice_errors"] == 0
     assert sum(r["lost_thru"]["via_sideman"] for r in reports) == result["lost_thru"]["via_sideman"]
+    assert result["lost_thru"]["via_sideman_beyond_direct"] <= result["lost_thru"]["via_sideman"]
     assert result["rss_mb"]["end"] > 50 and 20 < result["rss_private_mb"]["end"] < result["rss_mb"]["end"]
+
+
+def test_the_soak_tells_what_the_box_lost_from_what_never_reached_it():
+    """A message missing on both listeners was lost before the paths split (the player's port, the
+    server): it is not Sideman's. One the direct listener got and the box's did not is."""
+    from collections import Counter
+
+    from sideman.bench.soak import _lost_by_paths
+
+    a, b, c = (0x90, 60, 90), (0x80, 60, 0), (0x90, 64, 80)
+    sent = Counter({a: 3, b: 3, c: 1})
+    arrived = {"direct": Counter({a: 2, b: 3, c: 1}), "via": Counter({a: 2, b: 2})}
+    assert _lost_by_paths(sent, arrived) == {"direct": 1, "via": 3, "beyond": 2}

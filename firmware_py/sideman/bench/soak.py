@@ -6,7 +6,9 @@ chord now and then, the sustain pedal), with rests of 1-4 bars in the answering 
 or two in comping and duet. Each of their messages goes at the same instant straight to a listener
 ("direct", the baseline) and into the box, whose output goes to a second listener ("via sideman").
 
-Every `report_minutes` (and at the end) one report: the player's messages lost on each path, the
+Every `report_minutes` (and at the end) one report: the player's messages lost on each path, and
+those that reached the direct listener but not the box's ("via_sideman_beyond_direct": what
+Sideman lost, as opposed to what the player's port or the server lost before the paths split), the
 AI's notes and answers, the box's RSS (all of it, and its own: without the JACK server's shared
 memory it maps) and their growth since the first 5 minutes, its CPU share of one
 core, and the engine's shed events and the transformer's fall-backs. At the end: AI notes still
@@ -157,6 +159,12 @@ def _lost(sent: collections.Counter, arrived: collections.Counter) -> int:
     return sum(max(0, n - arrived.get(m, 0)) for m, n in sent.items())
 
 
+def _lost_by_paths(sent: collections.Counter, arrived: dict) -> dict[str, int]:
+    """Messages lost on each path, and those the direct listener got but the box's did not."""
+    return {"direct": _lost(sent, arrived["direct"]), "via": _lost(sent, arrived["via"]),
+            "beyond": _lost(arrived["direct"], arrived["via"])}
+
+
 def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: int = 64, rate: int = 48000,
                    seed: int = 1, voice: str = "transformer", box_log: str | None = None, on_report=None) -> dict:
     rng = np.random.default_rng(seed)
@@ -184,7 +192,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
             start = time.monotonic()
             mode, phrase_at, warm, phrases, modes_played = None, 0.5, None, 0, []
             last_stats = box.ready
-            previous = {"t_s": 0.0, "cpu_s": box.ready["cpu_s"], "lost": {"direct": 0, "via": 0},
+            previous = {"t_s": 0.0, "cpu_s": box.ready["cpu_s"], "lost": {"direct": 0, "via": 0, "beyond": 0},
                         "ai_note_ons": 0, "answers": 0, "phrases": 0}
             next_report = min(report_s, total_s)
             while True:
@@ -193,13 +201,14 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
                     time.sleep(0.05)   # what was just sent has arrived
                     stats = last_stats = box.ask("stats")
                     arrived, ai_ons, answers, ai_held = listeners.snapshot()
-                    lost = {path: _lost(sent, arrived[path]) for path in ("direct", "via")}
+                    lost = _lost_by_paths(sent, arrived)
                     t_s = time.monotonic() - start
                     report = {
                         "minute": round(t_s / 60, 1), "mode": mode,
                         "player_messages_sent": sum(sent.values()),
                         "lost_thru": {"direct": lost["direct"] - previous["lost"]["direct"],
-                                      "via_sideman": lost["via"] - previous["lost"]["via"]},
+                                      "via_sideman": lost["via"] - previous["lost"]["via"],
+                                      "via_sideman_beyond_direct": lost["beyond"] - previous["lost"]["beyond"]},
                         "phrases": phrases - previous["phrases"],
                         "ai_note_ons": ai_ons - previous["ai_note_ons"], "answers": answers - previous["answers"],
                         "ai_notes_sounding_now": ai_held,
@@ -255,7 +264,7 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
             listeners.stop()
             for client in (*sinks.values(), source):
                 client.delete()
-    lost_total = {path: _lost(sent, arrived[path]) for path in ("direct", "via")}
+    lost_total = _lost_by_paths(sent, arrived)
     rss = [r["rss_mb"] for r in reports]
     playing = last_stats   # memory is read while the box plays: once stopped, its JACK clients are gone
     return {
@@ -263,7 +272,8 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
         "jack_period_frames": period,
         "player_messages_sent": sum(sent.values()),
         "player_note_ons_sent": sum(n for m, n in sent.items() if m[0] & 0xF0 == 0x90),
-        "lost_thru": {"direct": lost_total["direct"], "via_sideman": lost_total["via"]},
+        "lost_thru": {"direct": lost_total["direct"], "via_sideman": lost_total["via"],
+                      "via_sideman_beyond_direct": lost_total["beyond"]},
         "ai_note_ons": ai_ons, "answers": answers,
         "ai_notes_stuck_after_stop": ai_held,
         "rss_mb": {"ready": box.ready["rss_mb"], "warm": warm and warm["rss_mb"], "end": playing["rss_mb"],
