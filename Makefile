@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
+.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -64,6 +64,10 @@ bench-reaction: setup
 MINUTES ?= 60
 bench-soak: setup
 	$(VENV)/bin/sideman bench soak --json --minutes $(MINUTES) $(ARGS)
+
+## The voice's own memory over an hour's set, in minutes: the soak's player on a simulated clock.
+bench-memory: setup
+	$(VENV)/bin/sideman bench memory --json $(ARGS)
 
 ## Listening accuracy (chords vs chord_midi.txt, beats vs beat_midi.txt) on a POP909-like folder.
 eval-listen: setup

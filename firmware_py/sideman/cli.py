@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--voice", choices=["transformer", "markov"], default="transformer")
     soak.add_argument("--box-log", metavar="FILE", help="write what the box says (its log) to FILE")
     soak.add_argument("--json", action="store_true")
+    memory = bench_kinds.add_parser("memory", help="the soak's player into each voice on a simulated clock, every "
+                                    "mode twice: the voice's own memory (RssAnon) each simulated minute, in minutes")
+    memory.add_argument("--minutes-per-mode", type=float, default=6.0,
+                        help="simulated minutes per mode (10 modes played: 6 is an hour's set)")
+    memory.add_argument("--voice", action="append", choices=["transformer", "markov"], default=[],
+                        help="repeatable (default: transformer, and markov as the baseline)")
+    memory.add_argument("--json", action="store_true")
     reaction = bench_kinds.add_parser("reaction", help="the session's decision to answer -> first AI note on the wire (JACK)")
     reaction.add_argument("--json", action="store_true")
     reaction.add_argument("--phrases", type=int, default=100)
@@ -376,7 +383,8 @@ def cmd_bench(args) -> int:
 
     # A crash in a native MIDI or JACK library prints every thread's Python stack: a benchmark runs
     # for minutes, and a bare "Segmentation fault" at the end says nothing about where.
-    faulthandler.enable()
+    if not faulthandler.is_enabled():   # (pytest has its own)
+        faulthandler.enable(file=sys.__stderr__)
     # SIGTERM (a timeout, a service manager) unwinds like Ctrl-C: every `finally` runs, so the
     # benchmark's JACK clients close and its server stops by itself. The kernel ends them anyway if
     # this process dies harder (processes.dies_with_parent), but a clean close leaves nothing in
@@ -404,6 +412,11 @@ def cmd_bench(args) -> int:
         result = run_soak_bench(minutes=args.minutes, report_minutes=args.report_minutes, period=args.period,
                                 rate=args.rate, voice=args.voice, box_log=args.box_log,
                                 on_report=lambda report: print(json.dumps(report), file=sys.stderr, flush=True))
+    elif args.bench == "memory":
+        from sideman.bench.memory import run_memory_bench
+
+        result = run_memory_bench(minutes_per_mode=args.minutes_per_mode,
+                                  voices=tuple(args.voice) or ("transformer", "markov"))
     elif args.bench == "reaction":
         from sideman.bench.reaction import run_reaction_bench
 
