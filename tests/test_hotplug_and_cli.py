@@ -163,6 +163,7 @@ def test_a_short_soak_plays_every_mode_in_turn_and_leaves_no_note_sounding():
     assert result["voice_errors"] == 0
     assert sum(r["lost_thru"]["via_sideman"] for r in reports) == result["lost_thru"]["via_sideman"]
     assert result["lost_thru"]["via_sideman_beyond_direct"] <= result["lost_thru"]["via_sideman"]
+    assert isinstance(result["rss_private_growth_in_last_half_pct"], float)
     assert result["rss_mb"]["end"] > 50 and 20 < result["rss_private_mb"]["end"] < result["rss_mb"]["end"]
 
 
