@@ -25,19 +25,11 @@ WARM_MINUTE = 5      # growth is measured from here, as the soak does
 TICK_S = 0.005       # the engine's tick
 
 
-def rss_anon_mb() -> float:
-    """This process's own memory: anonymous pages (no shared libraries, no JACK segments)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
-
-
 def simulate_set(voice, minutes_per_mode: float, seed: int = 1) -> list[float]:
     """The soak's player into a voice (a Session) on a simulated clock; RssAnon once a simulated
     minute."""
     from sideman.bench.soak import ANSWER_MODES, MODE_ORDER, player_phrase
+    from sideman.bench.soak_box import memory_mb   # the soak's own reading: RssAnon is rss_private_mb
 
     rng = np.random.default_rng(seed)
     t, phrase_at, next_minute, rss = 1.0, 1.0, 60.0, []
@@ -54,7 +46,7 @@ def simulate_set(voice, minutes_per_mode: float, seed: int = 1) -> list[float]:
                 voice.tick(int(t * 1e9))
                 t += TICK_S
                 if t >= next_minute:
-                    rss.append(round(rss_anon_mb(), 1))
+                    rss.append(memory_mb()["rss_private_mb"])
                     next_minute += 60.0
             phrase_at = max(next_phrase, t)
     return rss
