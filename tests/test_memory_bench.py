@@ -2,6 +2,7 @@
 simulated minute. It must see a voice that leaks, and not see one where there is none."""
 
 import json
+import mmap
 
 from sideman.bench.memory import simulate_set, summarize
 from sideman.bench.soak import MODE_ORDER
@@ -26,8 +27,12 @@ class LeakyVoice:
         out = self.session.tick(t_ns)
         if len(self.session.log.phrases) != self.phrases:
             self.phrases = len(self.session.log.phrases)
-            self.kept.append(bytearray(2 << 20))   # zero-filled pages: touched, so resident
-            self.kept[-1][::4096] = b"\x01" * len(self.kept[-1][::4096])
+            # Its own mapping, every page touched: the allocator cannot hand it memory that an
+            # earlier test freed (which a bytearray got in CI, and the leak never showed).
+            kept = mmap.mmap(-1, 2 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # private: RssAnon
+            for offset in range(0, len(kept), mmap.PAGESIZE):
+                kept[offset] = 1
+            self.kept.append(kept)
         return out
 
 
