@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
+.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen eval-answers train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -96,6 +96,11 @@ finetune-mckenna: setup-train
 eval-model: setup
 	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Brad Mehldau" --split val --style mehldau --all-styles --partner tatum --samples $(MODEL)/samples --out $(MODEL)/eval-mehldau-val.json $(ARGS)
 	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Dave McKenna" --split val --style mckenna --all-styles --out $(MODEL)/eval-mckenna-val.json $(ARGS)
+
+## MUSICIANSHIP.md's measures of the answers: WJazzD horn calls and Mehldau's val pairs, the voices
+## beside silence timers and his own next phrases (README, Performance); JSON and piano rolls.
+eval-answers: setup
+	$(VENV)/bin/sideman-train eval-answers --wjazzd $(DATA)/wjazzd --pijama $(DATA)/pijama --out eval-answers $(ARGS)
 
 ## The README's sample duets: parts written in code, played by the transformer, rendered through the built-in piano.
 sample-duets: setup-train
