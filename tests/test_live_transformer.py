@@ -221,8 +221,9 @@ def test_in_call_and_response_no_ai_note_sounds_during_the_players_phrase(shippe
         assert not any(start <= note.onset_s <= end for start, end in phrases), f"AI note at {note.onset_s:.3f} s inside a phrase"
     answered = [a for a in session.log.answers if a.first_note_s is not None]
     assert len(answered) == 8
-    beats = [(a.first_note_s - a.phrase_end_s) / a.beat_s for a in answered]
-    assert float(np.median(beats)) <= 1.0, f"answers start {beats} beats after the phrase"
+    # The patience silence (0.6 s by default), then at most 0.15 s to the beat grid.
+    gaps = [a.first_note_s - a.phrase_end_s for a in answered]
+    assert 0.59 <= float(np.median(gaps)) <= 0.76, f"answers start {gaps} s after the phrase"
 
 
 def test_a_speculative_answer_is_ready_when_the_phrase_ends(tiny_bundle):
@@ -418,18 +419,18 @@ WJAZZD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wjazz
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not WJAZZD.is_dir(), reason="needs ../shared/data/wjazzd")
-def test_wjazzd_solos_are_answered_within_a_beat_and_never_interrupted():
+def test_wjazzd_solos_are_answered_after_the_patience_silence_and_never_interrupted():
     from sideman.midi_files import read_performance
 
-    beats, interruptions = [], 0
+    gaps, interruptions = [], 0
     for path in sorted(WJAZZD.glob("*.mid"))[:4]:
         session = make_transformer_session("call-response", seed=1, step_budget_s=None)
         duet = play_performance(read_performance(path), session)
         interruptions += duet.ai_onsets_during_human_notes()
-        beats += [(a.first_note_s - a.phrase_end_s) / a.beat_s for a in session.log.answers
-                  if a.first_note_s is not None and a.phrase_end_s is not None]
-    assert len(beats) >= 40
-    assert float(np.median(beats)) <= 1.0
+        gaps += [a.first_note_s - a.phrase_end_s for a in session.log.answers
+                 if a.first_note_s is not None and a.phrase_end_s is not None]
+    assert len(gaps) >= 40
+    assert 0.55 <= float(np.median(gaps)) <= 0.8    # 0.6 s, longer for a player with long breaths
     assert interruptions == 0
 
 
@@ -437,7 +438,8 @@ def test_a_knob_turned_during_an_answer_acts_on_its_next_notes(tiny_bundle):
     """Register shift turned down two octaves in the middle of a long answer: the notes after
     the turn (past the commit window) are lower, the ones before are not touched."""
     human = call_phrases(1, seed=6, gap_s=8.0)
-    session = session_on(tiny_bundle, seed=3, answer_length=2.0)
+    # The line moves with the knob (the left hand, planned with the answer below the call, does not).
+    session = session_on(tiny_bundle, seed=3, answer_length=2.0, left_hand=0.0)
     turned_at = None
     from sideman.play.simulate import SimulatedScheduler, performance_messages
 

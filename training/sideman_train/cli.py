@@ -10,7 +10,7 @@ import sys
 # In the order a new style goes through them: tables, corpus cache, training, evaluation, export,
 # and the README's rendered sample duets.
 COMMAND_MODULES = ("markov_build", "prepare", "fit", "finetune", "evaluate", "export", "sample_duets",
-                   "eval_answers")
+                   "eval_answers", "phrase_end_cues")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,7 +70,7 @@ class Listener:
 
     def tick(self, t_s: float) -> Heard:
         self._follow_clock(t_s)
-        ended = self.phrases.check_end(t_s, self.beats.estimate(t_s).period_s)
+        ended = self.phrases.check_end(t_s)
         return Heard(phrase_ended=ended) if ended else Heard()
 
     def _follow_clock(self, t_s: float) -> None:

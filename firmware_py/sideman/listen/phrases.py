@@ -1,25 +1,41 @@
 """Phrases ("MIDI voice activity"): when the player starts playing and when a phrase has ended.
 
-A phrase starts with the first note after silence. It ends when every key has been up for a gap
-that scales with the tempo: long enough that a rest inside a line is not taken for the end, short
-enough that the answer can still start within a beat (the gap plus the answer's wait stay ≤ 1 beat).
+A phrase starts with the first note after silence. It ends when every key has been up for the
+phrase-end gap: the *patience* control's silence (0.6 s by default), or longer when this player's
+own breaths inside phrases are longer (the box learns how they breathe, over the gig).
+
+Why a silence, and in seconds: on real solos (WJazzD horn calls, `sideman-train eval-answers`) the
+old gap of half a beat answered into a breath in a third of the calls. A logistic model of the
+rest's end from everything the listener knows (the rest in beats and against the player's
+breaths, the last note's length and beat position, the phrase's length, a falling or low or soft
+ending) sat on the silence timer's curve, not below it: the cues the listener has do not tell a
+breath from an end sooner than the silence does. The model's own prediction of the player's next
+event (the retrained voice) is the signal still to add.
 The sustain pedal does not hold a phrase open: a pianist often lets the last chord ring.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from sideman.model.events import Note
 
-# The end-of-phrase gap, in beats of the tracked tempo, and its limits in seconds.
-GAP_BEATS = 0.5
-MIN_GAP_S = 0.2
-MAX_GAP_S = 0.6
+# The phrase-end silence for patience 0 .. 1 (0.5, the default, is 0.6 s), and how far the
+# player's own long breaths may stretch it.
+QUICKEST_GAP_S = 0.3
+PATIENCE_SPAN_S = 0.6
+LONGEST_GAP_S = 1.2
+BREATHS_KEPT = 32          # the player's latest rests inside phrases
+BREATH_MARGIN = 1.1        # the gap stays this much above their long breaths
+MIN_BREATHS = 4
 
 
-def phrase_end_gap_s(beat_period_s: float) -> float:
-    return min(MAX_GAP_S, max(MIN_GAP_S, GAP_BEATS * beat_period_s))
+def phrase_end_gap_s(patience: float) -> float:
+    """The silence that ends a phrase, set by the patience control."""
+    return QUICKEST_GAP_S + PATIENCE_SPAN_S * min(1.0, max(0.0, patience))
 
 
 @dataclass
@@ -35,8 +51,10 @@ class Phrase:
 
 
 class PhraseListener:
-    def __init__(self, fixed_gap_s: float | None = None):
-        self.fixed_gap_s = fixed_gap_s  # a fixed silence rule instead of the tempo-scaled gap (baselines)
+    def __init__(self, fixed_gap_s: float | None = None, patience: float = 0.5):
+        self.fixed_gap_s = fixed_gap_s  # a plain silence timer, blind to breaths (baselines)
+        self.patience = patience        # the session keeps it at the patience control
+        self.breaths: deque[float] = deque(maxlen=BREATHS_KEPT)
         self.current: Phrase | None = None
         self.last: Phrase | None = None
         self._held: dict[int, tuple[float, int]] = {}  # pitch -> (onset, velocity)
@@ -60,6 +78,11 @@ class PhraseListener:
         started = None
         if self.current is None:
             self.current = started = Phrase(start_s=t_s)
+            if self.last is not None and self.last.end_s is not None and t_s - self.last.end_s < LONGEST_GAP_S:
+                # Back so soon: that "end" was a breath (and the AI cut in). Wait longer next time.
+                self.breaths.append(t_s - self.last.end_s)
+        elif not self._held and self._last_release_s is not None:
+            self.breaths.append(t_s - self._last_release_s)   # a rest inside the phrase
         if pitch in self._held:  # a repeated note-on without an off: close the first
             self._close(t_s, pitch)
         self._held[pitch] = (t_s, velocity)
@@ -76,15 +99,22 @@ class PhraseListener:
         if self.current is not None:
             self.current.notes.append(Note(onset, pitch, velocity, t_s - onset))
 
-    def end_gap_s(self, beat_period_s: float) -> float:
-        """How long every key must stay up for the phrase to end."""
-        return self.fixed_gap_s if self.fixed_gap_s is not None else phrase_end_gap_s(beat_period_s)
+    def end_gap_s(self) -> float:
+        """How long every key must stay up for the phrase to end: the patience control's silence,
+        or a little more than this player's long breaths (the 90th percentile of their latest
+        rests inside phrases) when those are longer."""
+        if self.fixed_gap_s is not None:
+            return self.fixed_gap_s
+        gap = phrase_end_gap_s(self.patience)
+        if len(self.breaths) >= MIN_BREATHS:
+            gap = max(gap, BREATH_MARGIN * float(np.percentile(self.breaths, 90)))
+        return min(LONGEST_GAP_S, gap)
 
-    def check_end(self, t_s: float, beat_period_s: float) -> Phrase | None:
-        """Returns the phrase when it has just ended (all keys up for the tempo-scaled gap)."""
+    def check_end(self, t_s: float) -> Phrase | None:
+        """Returns the phrase when it has just ended (all keys up for the phrase-end gap)."""
         if self.current is None or self._held or self._last_release_s is None:
             return None
-        if t_s - self._last_release_s < self.end_gap_s(beat_period_s):
+        if t_s - self._last_release_s < self.end_gap_s():
             return None
         phrase = self.current
         phrase.end_s = self._last_release_s

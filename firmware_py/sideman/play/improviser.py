@@ -9,6 +9,7 @@ cells; variations transform the kept phrase (transpose to the chord, displace, o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -77,12 +78,20 @@ class MarkovImproviser:
     # --- lines: answers and duet -------------------------------------------------------------
     def _line(self, request: PlayRequest, model, state_now: StateNow, steering: Steering,
               rng: np.random.Generator) -> Iterator[Note]:
-        history = ev.encode(request.material[-48:])
         time_weights = _density_weights(request.density)
         t = request.start_s
         first = True
         played = 0
         budget = max(1, int(MAX_NOTES_PER_S * (request.end_s - request.start_s)))
+        # The opening (the call's motif developed) first; the model continues from it.
+        opening = [replace(n, onset_s=request.start_s + n.onset_s) for n in request.opening]
+        for note in opening:
+            if note.onset_s >= request.end_s:
+                return
+            t, first = note.onset_s, False
+            played += 1
+            yield note
+        history = ev.encode((list(request.material) + opening)[-48:])
         while played < budget:
             state = state_now()
             pitch_weights = _pitch_weights(state, request.register, steering.chord_bias)

@@ -340,7 +340,11 @@ class TransformerImproviser:
         context, backend = self.context, self.backend
         state = context.latest
         last = context.last_onset_s
-        first = plan.notes_played == 0 and plan.notes_ahead == 0
+        index = plan.notes_played + plan.notes_ahead
+        first = index == 0
+        if index < len(request.opening):
+            self._push_opening(plan, request.opening[index], now_s)
+            return
         if first:
             # The answer starts where the session put it (on its grid, or now): its time bin is given.
             onset = max(request.start_s, now_s, last if last is not None else now_s)
@@ -370,12 +374,39 @@ class TransformerImproviser:
         pitch = draw(pitch_logits, steering.temperature, plan.rng)
         db = draw(backend.duration_logits(state.h, AI, tb, pitch), steering.temperature, plan.rng)
         vb = draw(backend.velocity_logits(state.h, AI, tb, pitch, db), steering.temperature, plan.rng)
+        self._push(plan, onset, (tb, pitch, db, vb))
+
+    def _push(self, plan: Plan, onset: float, tokens: tuple[int, int, int, int]) -> None:
+        """An AI event into the lookahead, with the note it will sound as."""
+        tb, pitch, db, vb = tokens
+        request = plan.request
         duration = max(0.05, min(DURATION_BINS_S[db], MAX_NOTE_S, request.end_s + 0.5 - onset))
         note = Note(onset, pitch, velocity_of_bin(vb), duration, AI)
         mode = MODEL_MODES.index(REQUEST_MODES.get(request.kind, "answer"))
-        event = context.make_event((tb, pitch, db, vb, AI), onset, self._tempo, mode, self.style_vector(steering))
-        context.push_ahead(event, tag=plan, note=note)
+        event = self.context.make_event((tb, pitch, db, vb, AI), onset, self._tempo, mode, self.style_vector(plan.steering))
+        self.context.push_ahead(event, tag=plan, note=note)
         plan.notes_ahead += 1
+
+    def _push_opening(self, plan: Plan, given: Note, now_s: float) -> None:
+        """One note of the answer's opening (the call's motif developed) goes into the context as
+        if sampled: the model continues from the player's own material."""
+        request = plan.request
+        last = self.context.last_onset_s
+        wanted = request.start_s + given.onset_s
+        if last is None:
+            tb, onset = 0, max(wanted, now_s)
+        elif plan.notes_played + plan.notes_ahead == 0:
+            onset = max(wanted, now_s, last)
+            tb = time_bin(onset - last)
+        else:   # on the model's time grid, as close to the motif's rhythm as its bins allow
+            bins = np.flatnonzero(earliest_time_bins(last, now_s))
+            tb = int(bins[np.argmin(np.abs(last + np.asarray(TIME_BINS_S)[bins] - wanted))])
+            onset = last + TIME_BINS_S[tb]
+        if onset >= request.end_s:
+            plan.exhausted = True
+            return
+        pitch = min(request.register[1], max(request.register[0], given.pitch))
+        self._push(plan, onset, (tb, pitch, duration_bin(given.duration_s), velocity_bin(given.velocity)))
 
     def _accompaniment_times(self, plan: Plan, last: float, now_s: float) -> np.ndarray:
         """Comping and duet lines breathe: a new chord or note no sooner than a gap set by the
@@ -416,7 +447,9 @@ class TransformerImproviser:
         if plan.fallback is None:
             start = max(plan.request.start_s, now_s)
             if start < plan.request.end_s:
-                request = replace(plan.request, start_s=start)
+                # The Markov voice goes on from here; an opening already begun is not restarted.
+                opening = plan.request.opening if plan.notes_played == 0 else ()
+                request = replace(plan.request, start_s=start, opening=opening)
                 plan.fallback = PeekableNotes(self.fallback.improvise(request, plan.state_now, plan.steering, plan.rng))
             else:
                 plan.fallback = PeekableNotes(iter(()))
@@ -495,7 +528,8 @@ class TransformerImproviser:
     def _candidate_key(self, request: PlayRequest, steering: Steering) -> tuple:
         last = self.context.last_committed_onset_s
         first_bin = time_bin(request.start_s - last) if last is not None else 0
-        return (self.context.version, first_bin, request.register, round(request.density, 6), steering)
+        return (self.context.version, first_bin, request.register, round(request.density, 6), steering,
+                request.opening)
 
     def _adopt_candidate(self, request: PlayRequest, steering: Steering) -> Plan | None:
         if self.candidate is None or request.kind != ANSWER or self.plans:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sideman.listen.phrases import Phrase
+from sideman.play.motifs import call_seed, develop_call
 from sideman.play.request import ANSWER, COMP, DUET, VARIATION, PlayRequest
 
 if TYPE_CHECKING:
@@ -46,8 +47,9 @@ class CallResponse(Policy):
         start = session.answer_start(phrase, t_s)
         call_bars = phrase.duration_s / (BEATS_PER_BAR * beat)
         bars = min(MAX_ANSWER_BARS, max(1, round(call_bars * session.steering.answer_length)))
-        return PlayRequest(kind, start, start + bars * BEATS_PER_BAR * beat,
-                           session.register_around(phrase.notes), material, session.steering.density)
+        register = session.register_around(phrase.notes)
+        return PlayRequest(kind, start, start + bars * BEATS_PER_BAR * beat, register, material,
+                           session.steering.density, opening=_opening(session, t_s, kind, material, register))
 
 
 class Variation(CallResponse):
@@ -158,7 +160,7 @@ class Trade(Policy):
         next_end = turn_end + session.trade_bars * BEATS_PER_BAR * self.counting_beat(session, state)
         register = session.register_around(material)
         session.play(PlayRequest(ANSWER, turn_end, next_end - 0.05, register, material,
-                                 session.steering.density))
+                                 session.steering.density, opening=_opening(session, t_s, ANSWER, material, register)))
         self.turn_start, self.ai_turn = turn_end, True
 
     def turn_end(self, session, state) -> float:
@@ -185,6 +187,17 @@ class Trade(Policy):
         while beat > configured * 1.5:
             beat /= 2
         return beat
+
+
+def _opening(session, t_s: float, kind: str, material, register) -> tuple:
+    """An answer opens with the call's last motif developed (as much as the echo control says),
+    in the key heard."""
+    if kind != ANSWER or not material:
+        return ()
+    state = session.state(t_s)
+    scale = state.key.scale_pitch_classes() if state.key is not None else \
+        state.chord.scale_pitch_classes() if state.chord is not None else frozenset()
+    return develop_call(material, session.steering.echo, register, call_seed(material, session.seed), scale)
 
 
 MODES = {p.name: p for p in (CallResponse, Comp, Trade, Duet, Variation)}

@@ -17,3 +17,4 @@ class PlayRequest:
     register: tuple[int, int]      # lowest, highest MIDI pitch the AI may use
     material: tuple[Note, ...] = ()  # the call to answer, or the kept phrase to vary
     density: float = 0.5           # 0 sparse .. 1 busy (already mode-adjusted)
+    opening: tuple[Note, ...] = ()   # answers: the call's motif developed (play/motifs.py), onsets from 0

@@ -24,11 +24,13 @@ from sideman.play.note_stream import NoteStream, PeekableNotes
 from sideman.play.modes import CallResponse, Variation, make_policy
 from sideman.play.request import ANSWER, PlayRequest
 from sideman.play.steering import Steering
+from sideman.play.texture import dress
 
 # A note is handed to the scheduler this long before it sounds: enough to ride out an engine
 # tick (5 ms) and a busy moment, short enough that a barge-in rarely finds anything queued.
 COMMIT_AHEAD_S = 0.06
 RECENT_HUMAN_NOTES = 256
+GRID_WAIT_S = 0.15   # an answer waits this long at most for the beat grid
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Session:
         self.warnings: list[str] = []   # e.g. a style table that could not be loaded
         self.listener = Listener(tempo_bpm=float(self.controls.get("tempo_bpm", 120.0)))
         self.policy = make_policy(mode)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.answer_on_grid = answer_on_grid
         self.log = SessionLog()
@@ -113,6 +116,7 @@ class Session:
         t = self._clock_s = t_ns / NS_PER_S
         self._out = []
         self._state_cache = None
+        self.listener.phrases.patience = float(self.controls.get("patience", 0.5))
         heard = self.listener.tick(t)
         if heard.phrase_ended is not None:
             phrase = heard.phrase_ended
@@ -152,9 +156,12 @@ class Session:
                           phrase_end_s=phrase.end_s if phrase is not None else None,
                           beat_s=self.state(self._now()).beat_s)
         self.log.answers.append(entry)
-        stream = self.improviser.improvise(request, self.state_now, self.steering, self.rng)
+        steering = self.steering
+        stream = self.improviser.improvise(request, self.state_now, steering, self.rng)
         if not hasattr(stream, "peek"):
             stream = PeekableNotes(stream)
+        if request.kind == ANSWER:   # two hands, on the pulse, shaped (comping and duet keep their own)
+            stream = dress(stream, request, self.state_now, steering.left_hand, self.rng)
         self._streams.append((stream, entry))
 
     def hush(self, t_s: float, barge_in: bool = False) -> None:
@@ -186,8 +193,7 @@ class Session:
         current, released = phrases.current, phrases.last_release_s
         if current is None or released is None or not current.notes:
             return None
-        state = self.state(t_s)
-        decided = max(t_s, released + phrases.end_gap_s(state.beat.period_s))
+        decided = max(t_s, released + phrases.end_gap_s())
         phrase = Phrase(current.start_s, released, sorted(current.notes, key=lambda n: (n.onset_s, n.pitch)))
         return CallResponse.request(self, phrase, decided, ANSWER, tuple(phrase.notes))
 
@@ -221,15 +227,14 @@ class Session:
         return list(self._human_notes) + (list(current.notes) if current is not None else [])
 
     def answer_start(self, phrase: Phrase, t_s: float) -> float:
-        """Now, or the next half-beat of the tracked grid when that keeps the answer within
-        a beat of the phrase end (the answer then lands in time with the player)."""
+        """Now, or the next eighth of the tracked grid when it comes within GRID_WAIT_S (the
+        answer then lands in time with the player without making them wait)."""
         state = self.state(t_s)
         if not self.answer_on_grid or state.beat.confidence < 0.5:
             return t_s
         half = state.beat.period_s / 2
         aligned = state.beat.last_beat_s + math.ceil((t_s - state.beat.last_beat_s) / half - 1e-9) * half
-        end = phrase.end_s if phrase.end_s is not None else t_s
-        return aligned if aligned - end <= 0.9 * state.beat.period_s else t_s
+        return aligned if aligned - t_s <= GRID_WAIT_S else t_s
 
     def register_around(self, notes) -> tuple[int, int]:
         """Answers sit where the call was played, two octaves wide, moved by register_shift."""

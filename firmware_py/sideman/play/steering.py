@@ -14,6 +14,8 @@ class Steering:
     chord_bias: float = 0.6
     answer_length: float = 1.0
     register_shift: int = 0
+    echo: float = 0.5              # how much of the call's last motif an answer develops
+    left_hand: float = 0.5         # how busy an answer's left hand is (0: none)
 
     @classmethod
     def from_controls(cls, controls: dict, styles: tuple[str, ...] = ("mehldau",)) -> "Steering":
@@ -28,7 +30,9 @@ class Steering:
                    density=float(controls.get("density", 0.5)),
                    chord_bias=float(controls.get("chord_bias", 0.6)),
                    answer_length=float(controls.get("answer_length", 1.0)),
-                   register_shift=int(controls.get("register_shift", 0)))
+                   register_shift=int(controls.get("register_shift", 0)),
+                   echo=float(controls.get("echo", 0.5)),
+                   left_hand=float(controls.get("left_hand", 0.5)))
 
 
 def parse_style(text: str) -> tuple[tuple[str, float], ...]:

@@ -1,0 +1,202 @@
+"""A partner who listens: waits out your breaths, answers after your phrase, develops your motif,
+plays with two hands on a pulse. Through the live session code on a simulated clock, with the
+shipped Markov tables (no corpus needed); the last test runs `sideman-train eval-answers` on the
+real calls when ../shared/data is there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mido
+import pytest
+
+from music_fixtures import line
+from sideman.controls import defaults
+from sideman.model.events import Note
+from sideman.play.motifs import develop_call, top_line
+from sideman.play.simulate import play_performance
+from sideman.play.voices import make_session
+from sideman_train.answer_measures import interval_bigrams, jaccard, notes_per_second
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# A bebop-ish call at 150 BPM (eighths of 0.2 s) with a 0.45 s breath (every key up) in the middle.
+EIGHTH = 0.2
+FIRST_HALF = line(1.0, [67, 69, 71, 72, 74, 72, 71, 69], EIGHTH, 0.16)
+BREATH_AT = FIRST_HALF[-1].onset_s + FIRST_HALF[-1].duration_s
+SECOND_HALF = line(BREATH_AT + 0.45, [67, 71, 74, 77, 76, 74, 72, 71], EIGHTH, 0.16)
+CALL = FIRST_HALF + SECOND_HALF
+CALL_END = SECOND_HALF[-1].onset_s + SECOND_HALF[-1].duration_s
+
+
+def _duet(notes, seed=1, **controls):
+    values = defaults()
+    values.update(controls)
+    return play_performance(list(notes), make_session(controls=values, seed=seed), tail_s=5.0)
+
+
+def test_a_breath_inside_a_phrase_never_triggers_an_answer_and_an_impatient_box_would_have():
+    inside = lambda duet: [n for n in duet.ai if CALL[0].onset_s + 0.1 < n.onset_s < CALL_END]  # noqa: E731
+    for seed in (1, 2, 3):
+        assert inside(_duet(CALL, seed)) == []
+    # The same breath with patience 0 (a 0.3 s silence ends a phrase): the box does cut in, so
+    # the test above could have failed.
+    assert inside(_duet(CALL, 1, patience=0.0))
+
+
+def test_a_real_phrase_end_is_answered_within_the_patience_gap():
+    for patience, silence in ((0.5, 0.6), (1.0, 0.9)):
+        duet = _duet(CALL, 1, patience=patience)
+        answer = [n for n in duet.ai if n.onset_s >= CALL_END]
+        assert answer, "the call was not answered"
+        gap = answer[0].onset_s - CALL_END
+        # The silence, then at most the wait for the beat grid (0.15 s) and one engine tick.
+        assert silence - 0.01 <= gap <= silence + 0.15 + 0.01
+
+
+def test_with_echo_up_the_answer_restates_the_calls_last_motif():
+    call_grams = interval_bigrams(CALL)
+    motif_contour = _signs([n.pitch for n in top_line(CALL)[-6:]])
+    overlaps = {}
+    for echo in (0.0, 1.0):
+        shares = []
+        for seed in (1, 2, 3, 4):
+            duet = _duet(CALL, seed, echo=echo)
+            answer = [n for n in duet.ai if n.onset_s >= CALL_END]
+            shares.append(jaccard(call_grams, interval_bigrams(answer)))
+            if echo == 1.0:
+                heard = _signs([n.pitch for n in top_line(answer)])
+                # The motif's contour, in a row, somewhere near the answer's start.
+                assert any(heard[i:i + 5] in (motif_contour, [-x for x in motif_contour]) for i in range(0, 8)), \
+                    (heard[:12], motif_contour)
+        overlaps[echo] = sum(shares) / len(shares)
+    assert overlaps[1.0] > 2 * overlaps[0.0]
+
+
+def _signs(pitches):
+    return [(b > a) - (b < a) for a, b in zip(pitches, pitches[1:])]
+
+
+def test_develop_call_keeps_the_motifs_rhythm_and_contour_in_the_key_and_is_the_same_for_the_same_call():
+    register = (55, 83)
+    c_major = frozenset((0, 2, 4, 5, 7, 9, 11))   # the call is in C (its F is natural)
+    motif = top_line(CALL)[-5:]
+    original = [n.pitch for n in motif]
+    for seed in range(12):
+        a = develop_call(CALL, 0.5, register, seed, c_major)
+        assert a == develop_call(CALL, 0.5, register, seed, c_major) and len(a) == 5   # echo 0.5: five notes, once
+        assert [round(n.onset_s - a[0].onset_s, 6) for n in a] == [round(n.onset_s - motif[0].onset_s, 6) for n in motif]
+        pitches = [n.pitch for n in a]
+        assert _signs(pitches) in (_signs(original), [-s for s in _signs(original)])
+        assert pitches != original and all(p % 12 in c_major for p in pitches)
+        # No key heard: a real transposition, every interval kept (or mirrored).
+        plain = [n.pitch for n in develop_call(CALL, 0.5, register, seed)]
+        steps, kept = [b - a for a, b in zip(plain, plain[1:])], [b - a for a, b in zip(original, original[1:])]
+        assert steps in (kept, [-s for s in kept])
+    assert len(develop_call(CALL, 1.0, register, 3, c_major)) == 12    # echo 1: six notes, twice
+    assert develop_call(CALL, 0.0, register, 7, c_major) == ()
+
+
+def test_the_density_control_moves_notes_per_second():
+    rates = {}
+    for density in (0.1, 0.9):
+        per_seed = []
+        for seed in (1, 2, 3):
+            duet = _duet(CALL, seed, density=density, echo=0.0, left_hand=0.0)
+            answer = [n for n in duet.ai if n.onset_s >= CALL_END]
+            per_seed.append(notes_per_second(answer))
+        rates[density] = sum(per_seed) / len(per_seed)
+    assert rates[0.9] > 1.5 * rates[0.1], rates
+
+
+def test_an_answer_has_a_left_hand_below_the_call_unless_the_control_leaves_it_out():
+    call_low = min(n.pitch for n in CALL)
+    with_left = [n for seed in (1, 2) for n in _duet(CALL, seed, left_hand=0.5).ai if n.onset_s >= CALL_END]
+    assert min(n.pitch for n in with_left) < 48 <= call_low - 12
+    without = [n for seed in (1, 2) for n in _duet(CALL, seed, left_hand=0.0).ai if n.onset_s >= CALL_END]
+    assert without and min(n.pitch for n in without) > min(n.pitch for n in with_left) + 6
+
+
+def test_answer_onsets_sit_on_an_eighth_note_pulse():
+    duet = _duet(CALL, 1)
+    answer = sorted(n.onset_s for n in duet.ai if n.onset_s >= CALL_END)
+    beat = duet.session.listener.beats.estimate(answer[0]).period_s
+    offsets = [(t - answer[0]) / (beat / 2) for t in answer]
+    on_grid = sum(abs(x - round(x)) < 0.05 for x in offsets) / len(offsets)
+    assert on_grid > 0.8
+
+
+def _write_solo(path: Path, notes: list[Note]) -> None:
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    events = sorted([(n.onset_s, 1, n.pitch, n.velocity) for n in notes] +
+                    [(n.onset_s + n.duration_s, 0, n.pitch, 0) for n in notes])
+    now = 0
+    for t, on, pitch, velocity in events:
+        tick = int(round(t * 960))   # 120 BPM: 960 ticks a second
+        track.append(mido.Message("note_on" if on else "note_off", note=pitch, velocity=velocity, time=tick - now))
+        now = tick
+    midi.save(str(path))
+
+
+def test_eval_answers_reports_the_measures_on_a_folder_of_calls(tmp_path, capsys):
+    from sideman_train.cli import main
+
+    for k in range(3):   # solos with two 2-second phrases each, 1.3 s of silence between
+        first = line(0.5, [60 + k, 62 + k, 64 + k, 65 + k, 67 + k, 65 + k, 64 + k, 62 + k], 0.25)
+        second = line(first[-1].onset_s + 1.5, [72, 71, 69, 67, 65, 64, 62, 60], 0.25)
+        _write_solo(tmp_path / f"solo{k}.mid", first + second)
+    out = tmp_path / "report"
+    assert main(["eval-answers", "--wjazzd", str(tmp_path), "--voices", "markov", "--timers", "0.35",
+                 "--seeds", "1", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["sets"]["wjazzd_horn_calls"]
+    assert set(rows) == {"markov", "silence_timer_0.35s"}
+    ours = rows["markov"]
+    assert ours["calls"] == 6 and ours["share_answered"] == 1.0
+    assert ours["share_of_calls_with_ai_onsets_inside"] == 0.0
+    assert 0.55 <= ours["median_response_gap_s"] <= 0.8
+    assert (out / "answers.json").is_file() and (out / "wjazzd_horn_calls-markov.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(not (DATA / "wjazzd").is_dir(), reason="needs ../shared/data/wjazzd")
+def test_on_real_horn_calls_the_box_cuts_in_less_than_a_short_silence_timer_and_develops_the_call():
+    from sideman_train.calls import horn_calls
+    from sideman_train.eval_answers import evaluate, spread
+
+    calls = spread(horn_calls(DATA / "wjazzd"), 12)
+    report = evaluate({"horn": calls}, ("markov",), seeds=1, timers=(0.35,))["sets"]["horn"]
+    ours, timer = report["markov"], report["silence_timer_0.35s"]
+    assert ours["share_answered"] == 1.0
+    assert ours["share_of_calls_with_ai_onsets_inside"] < timer["share_of_calls_with_ai_onsets_inside"]
+    assert ours["interval_bigram_reuse"]["times_chance"] >= 2.0   # the voice alone: ~1x (README)
+    assert ours["median_lowest_note"] <= 48                         # the voice alone: ~52
+
+
+def test_the_phrase_end_cue_model_finds_a_cue_when_the_solos_have_one(tmp_path, capsys):
+    """The check behind the README's finding that the listener's cues do not beat a silence timer
+    on WJazzD: on solos where every phrase ends on a long note and every breath follows a short
+    one, the cue model answers ends sooner than the timer that never cuts in, and cuts in no more."""
+    from sideman_train.cli import main
+    from sideman_train.corpus import hash_split
+
+    for k in range(30):
+        notes, t = [], 0.5
+        for _ in range(6):
+            first = line(t, [60 + k % 5, 62, 64, 65], 0.25, 0.2)
+            breath_end = first[-1].onset_s + 0.2 + 0.55          # a 0.55 s breath after a short note
+            second = line(breath_end, [67, 65, 64, 62], 0.25, 0.2)
+            last = Note(second[-1].onset_s + 0.25, 60, 80, 1.0)   # the phrase ends on a long note
+            notes += first + second + [last]
+            t = last.onset_s + 1.0 + 1.0                          # then a 1 s rest
+        _write_solo(tmp_path / f"solo{k:02d}.mid", notes)
+    assert any(hash_split(f"solo{k:02d}.mid") == "val" for k in range(30))
+    assert main(["phrase-end-cues", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    timer = report["silence_timer"]["0.6"]           # the shortest timer above the 0.55 s breaths
+    assert timer["cut_into_share"] == 0.0
+    best = min((r for r in report["cue_model"].values() if r["cut_into_share"] == 0.0),
+               key=lambda r: r["median_end_silence_s"])
+    assert best["median_end_silence_s"] < timer["median_end_silence_s"] - 0.2
