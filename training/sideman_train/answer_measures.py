@@ -9,6 +9,7 @@ import numpy as np
 
 from sideman.listen.key import KeyListener
 from sideman.model.events import Note
+from sideman.play.motifs import top_line
 
 CLUSTER_S = 0.03
 PULSE_TOLERANCE = 0.15
@@ -26,9 +27,9 @@ def onset_clusters(notes: list[Note]) -> list[list[Note]]:
 
 
 def interval_bigrams(notes: list[Note]) -> set[tuple[int, int]]:
-    """Pairs of consecutive melodic intervals of the top voice (each cluster's highest note)."""
-    top = [max(n.pitch for n in c) for c in onset_clusters(notes)]
-    intervals = np.diff(top).tolist()
+    """Pairs of consecutive melodic intervals of the top voice (each cluster's highest note: the
+    line the answer's echo develops, `sideman.play.motifs.top_line`)."""
+    intervals = np.diff([n.pitch for n in top_line(notes)]).tolist()
     return set(zip(intervals, intervals[1:]))
 
 

@@ -3,11 +3,11 @@
 A partner who listens picks up the last thing you played and takes it somewhere: the last motif
 of the call (its top voice: the highest note of each onset), stated again as a sequence (moved
 by a step, a third or a fourth of the key heard, its contour and rhythm kept), sometimes once
-more as far again, sometimes turned upside down. This is GenJam's "smart echo" and Mehldau's own habit; the
-voice (transformer or Markov) then continues from there, with the motif in its context.
+more as far again, sometimes turned upside down. This is GenJam's "smart echo" and Mehldau's own
+habit; the voice (transformer or Markov) then continues from there, with the motif in its context.
 
 How much is quoted is the *echo* control: 0 quotes nothing, 0.5 (the default) restates the last
-four notes once, 1 restates the last six twice. The choice of transformation is drawn from a
+five notes once, 1 restates the last six twice. The choice of transformation is drawn from a
 generator seeded by the call itself, so the answer sampled ahead (before the phrase has surely
 ended) and the one asked for when it has are the same. The sequence stays in the key heard: an
 exact transposition when one keeps the motif in it (often a fourth or fifth), else a diatonic
