@@ -127,6 +127,26 @@ def test_answer_onsets_sit_on_an_eighth_note_pulse():
     assert on_grid > 0.8
 
 
+def test_the_pulse_never_moves_a_note_past_the_answers_end():
+    """A trade turn ends at a bar line: a note just before it must not be pulled over it (the
+    hush at the bar line would cut it to nothing)."""
+    from types import SimpleNamespace
+
+    from sideman.listen.tempo import BeatEstimate
+    from sideman.play.note_stream import PeekableNotes
+    from sideman.play.request import ANSWER, PlayRequest
+    from sideman.play.texture import Answer
+
+    state = SimpleNamespace(beat=BeatEstimate(120.0, 0.5, 0.0, 1.0))
+    request = PlayRequest(ANSWER, 0.0, 1.0, (48, 84))
+    notes = [Note(0.0, 60, 80, 0.2), Note(0.6, 62, 80, 0.2), Note(0.99, 64, 80, 0.2)]
+    answer = Answer(PeekableNotes(iter(notes)), request, lambda: state, [])
+    onsets = []
+    while answer.peek() is not None:
+        onsets.append(answer.pop().onset_s)
+    assert onsets == [0.0, 0.5, 0.75]   # on eighths; the last one pulled back, not over the end
+
+
 def _write_solo(path: Path, notes: list[Note]) -> None:
     midi = mido.MidiFile(ticks_per_beat=480)
     track = mido.MidiTrack()

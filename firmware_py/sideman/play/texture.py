@@ -104,7 +104,9 @@ class Answer:
         snapped = anchor + round((onset - anchor) / step) * step
         while snapped < self.request.start_s - 1e-6:
             snapped += step
-        return snapped
+        if snapped >= self.request.end_s:   # never past the answer's end (a trade turn's bar line)
+            snapped -= step
+        return max(snapped, self.request.start_s)
 
     def _shaped(self, velocity: int, onset: float) -> int:
         span = max(1e-3, self.request.end_s - self.request.start_s)
