@@ -23,8 +23,7 @@ import numpy as np
 
 from sideman.model.model_files import ModelFileError
 from sideman.paths import models_dir
-from sideman.play.improviser import MarkovImproviser
-from sideman.play.live_transformer import TransformerImproviser
+from sideman.bench.response_gaps import call_response_session
 from sideman.play.session import Session
 from sideman.play.simulate import play_performance
 from sideman.play.voices import TRANSFORMER_DIR, load_styles, open_model
@@ -49,14 +48,7 @@ class Voices:
             self.problems.append(f"{exc}; no transformer rows")
 
     def session(self, voice: str, seed: int, timer_s: float | None = None) -> Session:
-        improviser = MarkovImproviser(self.styles)
-        improviser.clear_live()
-        if voice == "transformer":
-            improviser = TransformerImproviser(self.model[0], self.model[1], improviser, step_budget_s=None)
-        session = Session(improviser, mode="call-response", seed=seed, answer_on_grid=timer_s is None)
-        if timer_s is not None:
-            session.listener.phrases.fixed_gap_s = timer_s
-        return session
+        return call_response_session(self.styles, seed, self.model if voice == "transformer" else None, timer_s)
 
 
 def play_call(call: Call, session: Session) -> dict:

@@ -23,14 +23,17 @@ from sideman.play.voices import TRANSFORMER_DIR, load_styles, open_model
 BASELINE_SILENCE_S = 0.6
 
 
-def _session(styles, baseline: bool, seed: int, model=None) -> Session:
+def call_response_session(styles, seed: int, model=None, timer_s: float | None = None) -> Session:
+    """A fresh call-and-response session for one file or call: the Markov voice from the shipped
+    tables, or the transformer (model = (bundle, backend), no step budget offline). timer_s: a
+    plain silence timer instead of the box's phrase-end rule, answering at once (baselines)."""
     improviser = MarkovImproviser(styles)
     improviser.clear_live()  # each file starts from the shipped tables
     if model is not None:   # the transformer, a fresh context per file (offline: no step budget)
         improviser = TransformerImproviser(model[0], model[1], improviser, step_budget_s=None)
-    session = Session(improviser, mode="call-response", seed=seed, answer_on_grid=not baseline)
-    if baseline:
-        session.listener.phrases.fixed_gap_s = BASELINE_SILENCE_S
+    session = Session(improviser, mode="call-response", seed=seed, answer_on_grid=timer_s is None)
+    if timer_s is not None:
+        session.listener.phrases.fixed_gap_s = timer_s
     return session
 
 
@@ -59,7 +62,8 @@ def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progres
             skipped.append(str(exc))
             continue
         for key, baseline in (("ours", False), ("baseline_600ms", True)):
-            duet = play_performance(human, _session(styles, baseline, seed, model))
+            duet = play_performance(human, call_response_session(styles, seed, model,
+                                                                 BASELINE_SILENCE_S if baseline else None))
             r = results[key]
             r["phrases"] += len(duet.session.log.phrases)
             r["interruptions"] += duet.ai_onsets_during_human_notes()

@@ -55,6 +55,7 @@ class PhraseListener:
         self.fixed_gap_s = fixed_gap_s  # a plain silence timer, blind to breaths (baselines)
         self.patience = patience        # the session keeps it at the patience control
         self.breaths: deque[float] = deque(maxlen=BREATHS_KEPT)
+        self._long_breath_s = 0.0   # the 90th percentile of breaths, kept as they come (not per tick)
         self.current: Phrase | None = None
         self.last: Phrase | None = None
         self._held: dict[int, tuple[float, int]] = {}  # pitch -> (onset, velocity)
@@ -80,9 +81,9 @@ class PhraseListener:
             self.current = started = Phrase(start_s=t_s)
             if self.last is not None and self.last.end_s is not None and t_s - self.last.end_s < LONGEST_GAP_S:
                 # Back so soon: that "end" was a breath (and the AI cut in). Wait longer next time.
-                self.breaths.append(t_s - self.last.end_s)
+                self._breathed(t_s - self.last.end_s)
         elif not self._held and self._last_release_s is not None:
-            self.breaths.append(t_s - self._last_release_s)   # a rest inside the phrase
+            self._breathed(t_s - self._last_release_s)   # a rest inside the phrase
         if pitch in self._held:  # a repeated note-on without an off: close the first
             self._close(t_s, pitch)
         self._held[pitch] = (t_s, velocity)
@@ -105,10 +106,13 @@ class PhraseListener:
         rests inside phrases) when those are longer."""
         if self.fixed_gap_s is not None:
             return self.fixed_gap_s
-        gap = phrase_end_gap_s(self.patience)
-        if len(self.breaths) >= MIN_BREATHS:
-            gap = max(gap, BREATH_MARGIN * float(np.percentile(self.breaths, 90)))
+        gap = max(phrase_end_gap_s(self.patience), BREATH_MARGIN * self._long_breath_s)
         return min(LONGEST_GAP_S, gap)
+
+    def _breathed(self, rest_s: float) -> None:
+        self.breaths.append(rest_s)
+        if len(self.breaths) >= MIN_BREATHS:
+            self._long_breath_s = float(np.percentile(self.breaths, 90))
 
     def check_end(self, t_s: float) -> Phrase | None:
         """Returns the phrase when it has just ended (all keys up for the phrase-end gap)."""
