@@ -84,7 +84,10 @@ def run_prepare(args: argparse.Namespace) -> int:
         else:
             # Results come back in index order, so the kept list (and which of two duplicates is
             # kept: the first) does not depend on --jobs.
-            with multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Pool(jobs) as pool:
+            # Not "fork": a fork of a process with threads (onnxruntime's, torch's, a test
+            # runner's) can copy a held lock into the child, which then waits forever (seen
+            # once in a fresh-clone test run). A fresh interpreter per worker cannot.
+            with multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn").Pool(jobs) as pool:
                 for job, result in zip(work, pool.imap(parse_record, work, chunksize=4)):
                     take(job[1], result)
                     bar.update()
