@@ -41,10 +41,10 @@ def varied_line(n: int, seed: int) -> list[Note]:
 
 def fixture_markov(seed: int = 0):
     """A Markov model trained in code on stepwise C-major lines (a few ms to build)."""
-    from sideman.model.markov import MarkovModel
+    from sideman_train.markov_fit import fit_markov
 
     sequences = [ev.encode(varied_line(64, seed + k)) for k in range(12)]
-    return MarkovModel.train(sequences, name="fixture", max_order=3)
+    return fit_markov(sequences, name="fixture", max_order=3)
 
 
 def fixture_session(mode: str = "call-response", seed: int = 0, **controls):

@@ -17,6 +17,7 @@ from sideman.model.markov import (DEFAULT_STYLE, MarkovBlend, MarkovError, Marko
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
+from sideman_train.markov_fit import fit_markov, save_markov  # noqa: E402
 PIJAMA = ROOT.parent / "shared" / "data" / "pijama"
 
 C_MAJOR = (0, 4, 7)
@@ -46,7 +47,7 @@ def repeated(pattern: list[int], times: int) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def corpus_model() -> MarkovModel:
-    return MarkovModel.train(wandering_lines(seed=1), name="wander")
+    return fit_markov(wandering_lines(seed=1), name="wander")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def corpus_model() -> MarkovModel:
 
 def test_a_learned_pattern_costs_far_fewer_bits_than_random_events():
     motif = [60, 64, 67, 72, 71, 67, 62, 65]
-    model = MarkovModel.train([repeated(motif, 60)], name="motif")
+    model = fit_markov([repeated(motif, 60)], name="motif")
     rng = np.random.default_rng(0)
     noise = [(int(rng.integers(0, 27)), int(rng.integers(21, 109)), int(rng.integers(0, 23)),
               int(rng.integers(0, 16))) for _ in range(200)]
@@ -66,8 +67,8 @@ def test_a_learned_pattern_costs_far_fewer_bits_than_random_events():
 def test_a_longer_context_resolves_what_one_note_cannot():
     # After C D E comes F or G: which one depends on what came before the C D E.
     pattern = [60, 62, 64, 65, 60, 62, 64, 67]
-    one = MarkovModel.train([repeated(pattern, 100)], name="one", max_order=1)
-    four = MarkovModel.train([repeated(pattern, 100)], name="four", max_order=4)
+    one = fit_markov([repeated(pattern, 100)], name="one", max_order=1)
+    four = fit_markov([repeated(pattern, 100)], name="four", max_order=4)
     test = repeated(pattern, 20)
     assert four.bits_per_event(test) < 0.5 * one.bits_per_event(test)
 
@@ -195,7 +196,7 @@ def test_learning_a_phrase_makes_it_likelier_and_clearing_forgets_it(corpus_mode
 
 def test_an_empty_model_plays_back_what_it_learns_live():
     """The fallback when a table is missing: no corpus, only the player."""
-    model = MarkovModel.train([], name="live-only")
+    model = MarkovModel.empty(name="live-only")
     phrase = [(7, p, 6, 9) for p in (60, 62, 64, 65, 67)] * 3
     rng = np.random.default_rng(0)
     assert 0 <= model.sample([], rng)[1] < 130
@@ -204,6 +205,16 @@ def test_an_empty_model_plays_back_what_it_learns_live():
     for _ in range(10):
         history.append(model.sample(history, rng, temperature=0.5))
     assert [e[1] for e in history[3:8]] == [65, 67, 60, 62, 64]
+
+
+def test_the_empty_model_is_what_counting_no_performances_gives():
+    """The box's fallback (MarkovModel.empty) and sideman-train's fit of no corpus are one model."""
+    phrase = [(7, p, 6, 9) for p in (60, 62, 64, 65, 67)] * 3
+    empty, counted = MarkovModel.empty(name="empty"), fit_markov([], name="counted")
+    empty.learn(phrase)
+    counted.learn(phrase)
+    seq = wandering_lines(seed=4, sequences=1, length=60)[0]
+    assert np.array_equal(empty.log2_probs(seq), counted.log2_probs(seq))
 
 
 def test_the_live_layer_forgets_its_oldest_phrases(corpus_model, monkeypatch):
@@ -230,7 +241,7 @@ def test_the_live_layer_forgets_its_oldest_phrases(corpus_model, monkeypatch):
 
 def test_save_and_load_give_identical_bits(corpus_model, tmp_path):
     path = tmp_path / "wander.npz"
-    corpus_model.save(path)
+    save_markov(corpus_model, path)
     loaded = MarkovModel.load(path)
     seq = wandering_lines(seed=8, sequences=1, length=100)[0]
     assert loaded.name == "wander"
@@ -246,7 +257,7 @@ def test_missing_corrupt_and_foreign_tables_raise_markov_error(corpus_model, tmp
         MarkovModel.load(missing)
 
     good = tmp_path / "good.npz"
-    corpus_model.save(good)
+    save_markov(corpus_model, good)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(MarkovError, match="truncated.npz"):
@@ -279,7 +290,7 @@ def test_missing_corrupt_and_foreign_tables_raise_markov_error(corpus_model, tmp
 def test_styles_are_found_in_the_models_folder(corpus_model, tmp_path, monkeypatch):
     monkeypatch.setenv("SIDEMAN_MODELS_DIR", str(tmp_path))
     assert available_styles() == []
-    corpus_model.save(tmp_path / "markov" / "wander.npz")
+    save_markov(corpus_model, tmp_path / "markov" / "wander.npz")
     assert available_styles() == ["wander"]
     assert load_style("wander").name == "wander"
     with pytest.raises(MarkovError, match="nobody.npz"):
@@ -290,7 +301,7 @@ def test_styles_are_found_in_the_models_folder(corpus_model, tmp_path, monkeypat
 # Blends
 
 def test_a_blend_with_weights_one_and_zero_is_the_single_model(corpus_model):
-    other = MarkovModel.train(wandering_lines(seed=2, sequences=4), name="other")
+    other = fit_markov(wandering_lines(seed=2, sequences=4), name="other")
     seq = wandering_lines(seed=9, sequences=1, length=100)[0]
     blend = MarkovBlend([(corpus_model, 1.0), (other, 0.0)])
     assert np.allclose(blend.log2_probs(seq), corpus_model.log2_probs(seq))
@@ -299,7 +310,7 @@ def test_a_blend_with_weights_one_and_zero_is_the_single_model(corpus_model):
 
 
 def test_a_half_and_half_blend_sits_between_its_styles(corpus_model):
-    other = MarkovModel.train([repeated([50, 53, 57, 60], 200)], name="other")
+    other = fit_markov([repeated([50, 53, 57, 60], 200)], name="other")
     seq = repeated([50, 53, 57, 60], 10)
     blend = MarkovBlend([(corpus_model, 1.0), (other, 1.0)])
     assert other.bits_per_event(seq) < blend.bits_per_event(seq) < corpus_model.bits_per_event(seq)

@@ -175,12 +175,12 @@ def test_the_style_blend_control_moves_the_answers_between_two_styles():
     from music_fixtures import line as make_line
     from sideman.controls import CONTROLS
     from sideman.model import events as ev
-    from sideman.model.markov import MarkovModel
     from sideman.play.improviser import MarkovImproviser
     from sideman.play.session import Session
+    from sideman_train.markov_fit import fit_markov
 
-    low = MarkovModel.train([ev.encode(make_line(0, scale_walk(64, k, 40, 60), 0.25)) for k in range(8)], "low", 3)
-    high = MarkovModel.train([ev.encode(make_line(0, scale_walk(64, k, 76, 96), 0.25)) for k in range(8)], "high", 3)
+    low = fit_markov([ev.encode(make_line(0, scale_walk(64, k, 40, 60), 0.25)) for k in range(8)], "low", 3)
+    high = fit_markov([ev.encode(make_line(0, scale_walk(64, k, 76, 96), 0.25)) for k in range(8)], "high", 3)
     human, _ = phrases_with_rests(3, bars_each=2, rest_bars=3)
 
     def mean_pitch(blend):

@@ -18,6 +18,7 @@ from pathlib import Path
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.events import encode
 from sideman.model.markov import MarkovError, MarkovModel, load_style, style_path
+from sideman_train.markov_fit import fit_markov, save_markov
 
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -151,13 +152,12 @@ def run_train(args) -> int:
     if found is None:
         return 2
     read, skipped, source = found
-    model = MarkovModel.train((events for _, events in read), name=args.name, max_order=args.max_order,
-                              progress=False)
+    model = fit_markov((events for _, events in read), name=args.name, max_order=args.max_order, progress=False)
     model.info.update(source)
     model.info["files"] = [p.label for p, _ in read]
     model.info["skipped"] = skipped
     path = args.out / f"{args.name}.npz"
-    model.save(path)
+    save_markov(model, path)
     seconds = time.perf_counter() - started
     events = sum(len(e) for _, e in read)
     print(f"{args.name}: {len(read)} files ({len(skipped)} skipped), {events} events, "

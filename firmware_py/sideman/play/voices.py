@@ -37,7 +37,7 @@ def load_styles(style_spec: str = DEFAULT_STYLE, warn=log.warning) -> tuple[dict
         except MarkovError as exc:
             problems.append(str(exc))
             warn(f"{exc}; the {name} style plays from what you play only (live learning)")
-            models[name] = MarkovModel.train([], name=f"{name}-live-only")
+            models[name] = MarkovModel.empty(name=f"{name}-live-only")
     return models, problems
 
 
