@@ -1,6 +1,7 @@
 """The transformer network and its sampler: the codec both voices share, the loss that only counts
-the AI's events, KV-cache stepping equal to the full forward pass, seeded generation, steering,
-and model folders that refuse corrupt files."""
+the AI's events, KV-cache stepping equal to the full forward pass, seeded generation and steering
+(the box's own sampler: the live voice in `sideman play`'s session, as evaluation plays it), and
+model folders that refuse corrupt files."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from sideman.model.backends import TorchBackend
 from sideman.model.bundle import ModelFileError, Style, load_bundle, save_bundle
+from sideman.model.conditioning import MODEL_MODES
 from sideman.model.events import AI, HUMAN, Note, Pedal, decode, encode, sort_events
-from sideman.model.generate import Steering, accompany, advance, continue_events, new_stream, sample_event
+from sideman.model.live_stream import LiveContext, draw
 from sideman.model.transformer import JazzTransformer, ModelConfig
 from sideman_train.batches import performance_windows, stack, to_torch
 from sideman_train.duets import scoring_windows
-from sideman_train.evaluate import event_arrays
+from sideman_train.evaluate import BoxVoice, event_arrays
 from sideman_train.fit import masked_bits
-from music_fixtures import varied_line
+from music_fixtures import fixture_markov, varied_line
 
 torch.set_num_threads(1)
 
@@ -157,44 +160,75 @@ def test_kv_cache_stepping_equals_the_full_forward_pass():
                 assert torch.allclose(logits[:, 0], full_logits[field][:, t], atol=1e-5)
 
 
+def _style_vector(model, weights) -> np.ndarray:
+    with torch.no_grad():
+        return model.style_vector(weights)[0].numpy()
+
+
 def test_rolling_back_is_keeping_the_old_state():
-    """States are values: advancing from an old state again gives the same numbers."""
+    """The live context's lookahead is a branch: rolled back and sampled again, the same event
+    gives the same numbers, and what was committed is untouched."""
     model = tiny_model()
-    weights = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
-    state = advance(model, new_stream(model, weights), None, np.zeros(12, np.float32), 0.0)
-    state = advance(model, state, (3, 60, 5, 8, HUMAN), np.zeros(12, np.float32), 0.0)
-    after_a = advance(model, state, (2, 64, 5, 8, AI), np.zeros(12, np.float32), 0.0)
-    advance(model, state, (9, 40, 2, 3, HUMAN), np.zeros(12, np.float32), 0.0)  # a branch, thrown away
-    again = advance(model, state, (2, 64, 5, 8, AI), np.zeros(12, np.float32), 0.0)
-    assert torch.equal(after_a.h, again.h) and torch.equal(after_a.k, again.k)
+    style = _style_vector(model, torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+    context = LiveContext(TorchBackend(model))
+    context.start(style, MODEL_MODES.index("answer"), 0.0)
+    context.append(context.make_event((3, 60, 5, 8, HUMAN), 0.0, 0.0, 1, style))
+    committed = context.state
+
+    def ahead(event, onset):
+        return context.push_ahead(context.make_event(event, onset, 0.0, 1, style)).out
+
+    after_a = ahead((2, 64, 5, 8, AI), 0.1)
+    context.rollback()
+    ahead((9, 40, 2, 3, AI), 0.5)  # a branch, thrown away
+    context.rollback()
+    again = ahead((2, 64, 5, 8, AI), 0.1)
+    assert np.array_equal(after_a.h, again.h) and np.array_equal(after_a.time_logits, again.time_logits)
+    assert np.array_equal(context.state.h, committed.h) and context.position == 2
 
 
-# --- generation ------------------------------------------------------------------------------
+# --- generation: the box's sampler through `sideman play`'s session ------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_voice(tmp_path_factory):
+    """The live transformer voice on a tiny model, as evaluation plays it (torch backend)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    save_bundle(folder, tiny_model(context=64), STYLES, "mehldau")
+    bundle = load_bundle(folder)
+    return BoxVoice(bundle, TorchBackend(bundle.model), fixture_markov())
+
 
 def _notes(events):
     return [(round(e.onset_s, 6), e.pitch, e.velocity) for e in events if isinstance(e, Note)]
 
 
-def test_same_seed_same_continuation_other_seed_other():
-    model = tiny_model(context=16)
-    prompt = performance(12)
-    weights = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
-    a = continue_events(model, prompt, 40, weights, seed=3)   # 40 > context: re-primes on the way
-    b = continue_events(model, prompt, 40, weights, seed=3)
-    c = continue_events(model, prompt, 40, weights, seed=4)
-    assert len(a) == 40 and all(e.voice == AI for e in a)
+def _last_release(events):
+    return max(e.onset_s + e.duration_s for e in events if isinstance(e, Note))
+
+
+def test_same_seed_same_continuation_other_seed_other(tiny_voice):
+    prompt = performance(60)   # more events than the context keeps: it slides on the way
+    a = tiny_voice.continuation(prompt, {"mehldau": 1.0}, seed=3)
+    b = tiny_voice.continuation(prompt, {"mehldau": 1.0}, seed=3)
+    c = tiny_voice.continuation(prompt, {"mehldau": 1.0}, seed=4)
+    assert len(a) >= 4 and all(e.voice == AI for e in a)
     assert _notes(a) == _notes(b)
     assert _notes(a) != _notes(c)
     assert all(x.onset_s <= y.onset_s for x, y in zip(a, a[1:]))
-    assert a[0].onset_s >= prompt[-1].onset_s
+    assert a[0].onset_s >= _last_release(prompt)
 
 
 def _pitch_histogram(model, weights, temperature=1.0, n=300):
-    state = advance(model, new_stream(model, weights), None, np.zeros(12, np.float32), 0.0)
-    generator = torch.Generator().manual_seed(0)
+    """What the live voice draws for the first note of an answer, n times."""
+    backend = TorchBackend(model)
+    context = LiveContext(backend)
+    context.start(_style_vector(model, weights), MODEL_MODES.index("answer"), 0.0)
+    state = context.state
+    rng = np.random.default_rng(0)
     counts = np.zeros(130)
     for _ in range(n):
-        counts[sample_event(model, state, generator, Steering(temperature=temperature))[1]] += 1
+        time_bin = draw(state.time_logits, temperature, rng)
+        counts[draw(backend.pitch_logits(state.h, AI, time_bin), temperature, rng)] += 1
     return counts / n
 
 
@@ -209,18 +243,21 @@ def test_style_blend_and_temperature_change_what_is_played():
     assert (cold > 0).sum() < (a > 0).sum()   # a low "adventure" plays fewer different notes
 
 
-def test_register_steering_keeps_notes_in_range():
-    model = tiny_model()
-    weights = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
-    out = continue_events(model, performance(10), 60, weights, seed=1,
-                          steering=Steering(register=(60, 72), allow_pedal=False))
-    assert out and all(isinstance(e, Note) and 60 <= e.pitch <= 72 for e in out)
+def test_register_steering_keeps_notes_in_range(tiny_voice):
+    prompt = [e for e in performance(10) if isinstance(e, Note)]
+    means = []
+    for shift in (-12, 12):
+        controls = {"register_shift": shift, "left_hand": 0.0}   # the answer's line alone
+        low, high = tiny_voice.session("call-response", {"mehldau": 1.0}, **controls).register_around(prompt)
+        out = tiny_voice.continuation(prompt, {"mehldau": 1.0}, seed=1, **controls)
+        assert out and all(isinstance(e, Note) and low <= e.pitch <= high for e in out), (low, high)
+        means.append(np.mean([e.pitch for e in out]))
+    assert means[1] > means[0] + 12
 
 
-def test_accompany_never_plays_before_the_first_human_note_and_keeps_time_order():
-    model = tiny_model(context=16)
+def test_accompany_never_plays_before_the_first_human_note_and_keeps_time_order(tiny_voice):
     human = [e for e in performance(30) if isinstance(e, Note) and e.pitch >= 60]
-    ai = accompany(model, human, torch.tensor([[0.0, 1.0, 0.0, 0.0]]), "comp", seed=2, tail_events=4)
+    ai = tiny_voice.accompaniment(human, "mehldau", seed=2, tail_s=2.0)
     assert len(ai) >= 4
     assert all(e.voice == AI for e in ai)
     assert ai[0].onset_s >= human[0].onset_s

@@ -14,6 +14,12 @@ and how its playing compares with real pianists.
    velocity, polyphony and register histograms against both real sets (overlap areas, 1 = same);
    and harmonic coherence: the model comping under real right-hand lines, the share of its onsets
    in the human's chord/scale, next to the same share for the real left hands.
+
+Whatever the model plays here, the box plays: the parts go through `sideman play`'s simulated
+session (`BoxVoice`: the Session, its policies and the live transformer voice with its lookahead
+and steering, on the backend the box would pick). A continuation is the voice's answer to the
+prompt played as the human's phrase in call and response; comping is comp mode under the real
+right hand.
 """
 
 from __future__ import annotations
@@ -26,11 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sideman.controls import CONTROLS
 from sideman.midi_files import MidiFileError, read_performance
+from sideman.model.backends import BACKEND_NAMES
 from sideman.model.bundle import Bundle, ModelFileError, load_bundle
-from sideman.model.events import AI, PEDAL_DOWN, PEDAL_UP, Event, Note, Pedal, encode
-from sideman.model.generate import accompany, continue_events
+from sideman.model.events import PEDAL_DOWN, PEDAL_UP, Event, Note, Pedal, encode
 from sideman.model.markov import MarkovError, MarkovModel, load_style, style_path
+from sideman.play.improviser import MarkovImproviser
+from sideman.play.live_transformer import TransformerImproviser
+from sideman.play.session import Session
+from sideman.play.simulate import TAIL_S, Duet, play_performance
+from sideman.play.voices import load_styles
+from sideman.play.voices import open_model as open_model_backend
 from sideman_train.batches import performance_windows, stack, to_torch
 from sideman_train.corpus import tempo_track
 from sideman_train.markov_build import MIDI_SUFFIXES
@@ -52,7 +65,9 @@ def add_commands(commands) -> None:
     p.add_argument("--partner", help="blend partner style for the musical metrics (e.g. tatum)")
     p.add_argument("--partner-data", type=Path, help="the partner's real files (default: PiJAMA val of that pianist)")
     p.add_argument("--prompts", type=int, default=12, help="prompts per real set for continuations")
-    p.add_argument("--length", type=int, default=160, help="events generated per continuation")
+    p.add_argument("--length", type=int, default=160, help="notes kept per continuation at most (its first ones)")
+    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                   help="engine of the box's voice for the musical metrics and samples (default: the box's choice)")
     p.add_argument("--limit", type=int, help="at most this many files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nll-only", action="store_true", help="skip the musical metrics (generation)")
@@ -150,6 +165,65 @@ def load_markov(name: str) -> MarkovModel:
 
 
 # ---------------------------------------------------------------------------------------------
+# The box's voice
+
+
+class BoxVoice:
+    """The transformer voice as `sideman play --voice transformer` plays: each part goes through a
+    fresh Session (so a fresh context) on the simulated clock, with the live TransformerImproviser,
+    its lookahead and steering, and the Markov voice standing by from the shipped tables. The model
+    is opened once; no step budget (time is simulated, the CPU may be slower than the box's)."""
+
+    def __init__(self, bundle, backend, markov: dict):
+        self.bundle, self.backend, self.markov = bundle, backend, markov
+
+    @classmethod
+    def open(cls, folder: Path, backend: str = "auto", styles: tuple[str, ...] = ()) -> "BoxVoice":
+        """The model folder on `backend` (auto: the box's choice, onnx when exported); raises
+        ModelFileError saying why it cannot play."""
+        bundle, engine = open_model_backend(folder, backend, warn=lambda message: None)
+        engine.warm_up()
+        markov, _ = load_styles(",".join(styles) or bundle.default_style, warn=lambda message: None)
+        return cls(bundle, engine, markov)
+
+    def session(self, mode: str, blend: dict[str, float], seed: int = 0, **controls) -> Session:
+        """blend: one style, or two with their shares (the style_blend control between them);
+        controls: knobs other than their defaults."""
+        names = tuple(blend)
+        values = {c.name: c.default for c in CONTROLS}
+        if len(names) == 2:
+            values["style_blend"] = blend[names[1]] / sum(blend.values())
+        values.update(controls)
+        fallback = MarkovImproviser(self.markov)
+        fallback.clear_live()   # each part starts from the shipped tables
+        voice = TransformerImproviser(self.bundle, self.backend, fallback, step_budget_s=None)
+        return Session(voice, mode=mode, controls=values, styles=names, seed=seed)
+
+    def play(self, human: list[Event], mode: str, blend: dict[str, float], seed: int = 0,
+             tail_s: float = TAIL_S, **controls) -> Duet:
+        duet = play_performance(human, self.session(mode, blend, seed, **controls), tail_s=tail_s)
+        if not duet.session.improviser.healthy:   # an engine error: the Markov voice took over
+            raise RuntimeError(f"the transformer failed: {duet.session.improviser.reason}")
+        return duet
+
+    def continuation(self, prompt: list[Event], blend: dict[str, float], seed: int = 0, **controls) -> list[Note]:
+        """The prompt played as the human's phrase in call and response; the voice's answer: its
+        notes from the prompt's last key release on. The session listens on long enough for the
+        longest answer the call can get."""
+        notes = [e for e in prompt if isinstance(e, Note)]
+        if not notes:
+            return []
+        end = max(n.onset_s + n.duration_s for n in notes)
+        duet = self.play(prompt, "call-response", blend, seed, tail_s=end - notes[0].onset_s + TAIL_S, **controls)
+        return [n for n in duet.ai if n.onset_s >= end]
+
+    def accompaniment(self, human: list[Event], style: str, seed: int = 0, tail_s: float = 0.0,
+                      mode: str = "comp", **controls) -> list[Note]:
+        """The voice playing along with a human part (comp mode: comping under it)."""
+        return self.play(human, mode, {style: 1.0}, seed, tail_s=tail_s, **controls).ai
+
+
+# ---------------------------------------------------------------------------------------------
 # Musical metrics
 
 
@@ -171,43 +245,41 @@ def _shift(e: Event, dt: float) -> Event:
     return replace(e, onset_s=e.onset_s + dt)
 
 
-def blend_metrics(bundle: Bundle, style: str, partner: str, real: list[list[Event]], partner_real: list[list[Event]],
+def blend_metrics(voice: BoxVoice, style: str, partner: str, real: list[list[Event]], partner_real: list[list[Event]],
                   n_prompts: int, length: int, seed: int) -> dict:
-    from dataclasses import replace
+    """Each prompt is the human's call; the box answers it (at most `length` notes kept)."""
     rng = np.random.default_rng(seed)
-    # The model continues each excerpt as if it had played it (solo: every event is the AI's).
-    prompts = [[replace(e, voice=AI) for e in prompt]
-               for prompt in prompts_from(real, n_prompts, rng) + prompts_from(partner_real, n_prompts, rng)]
+    prompts = prompts_from(real, n_prompts, rng) + prompts_from(partner_real, n_prompts, rng)
     real_profile, partner_profile = profile_of_many(real), profile_of_many(partner_real)
-    rows = []
+    rows, counts = [], []
     for share in (1.0, 0.75, 0.5, 0.25, 0.0):
-        weights = bundle.style_weights({style: share, partner: 1.0 - share})
-        generated = [continue_events(bundle.model, prompt, length, weights, "solo", seed=seed + i)
-                     for i, prompt in enumerate(prompts)]
+        blend = {style: share, partner: 1.0 - share}
+        generated = [voice.continuation(prompt, blend, seed=seed + i)[:length] for i, prompt in enumerate(prompts)]
+        counts += [len(notes) for notes in generated]
         profile = profile_of_many(generated)
         rows.append({"style_share": share,
                      "vs_style": compare_profiles(profile, real_profile),
                      "vs_partner": compare_profiles(profile, partner_profile)})
     style_means = [r["vs_style"]["mean"] for r in rows]
     partner_means = [r["vs_partner"]["mean"] for r in rows]
-    return {"style": style, "partner": partner, "prompts": len(prompts), "events_per_continuation": length,
+    return {"style": style, "partner": partner, "prompts": len(prompts),
+            "events_per_continuation": round(float(np.mean(counts)), 1) if counts else 0,
             "blends": rows,
             "closer_to_style_at_full_style": style_means[0] > partner_means[0],
             "monotonic_towards_partner": bool(all(a >= b for a, b in zip(style_means, style_means[1:]))
                                               and all(a <= b for a, b in zip(partner_means, partner_means[1:])))}
 
 
-def coherence_metrics(bundle: Bundle, style: str, real: list[list[Event]], n_prompts: int, seed: int,
+def coherence_metrics(voice: BoxVoice, style: str, real: list[list[Event]], n_prompts: int, seed: int,
                       excerpt_events: int = 160) -> dict:
-    """The model comps (mode "comp") under real right hands (notes ≥ 60); share of its onsets in the
+    """The box comps (comp mode) under real right hands (notes ≥ 60); share of its onsets in the
     human's chord/scale, next to the real left hands' share on the same excerpts."""
     rng = np.random.default_rng(seed + 1)
-    weights = bundle.style_weights({style: 1.0})
     model_in = model_n = real_in = real_n = 0
     for i, excerpt in enumerate(prompts_from(real, n_prompts, rng, excerpt_events)):
         duet = split_real(excerpt)
         human = [e for e in duet if e.voice == 0 and isinstance(e, Note)]
-        ai = accompany(bundle.model, human, weights, "comp", seed=seed + i)
+        ai = voice.accompaniment(human, style, seed=seed + i)
         inside, counted = coherence_counts(human + ai)
         model_in, model_n = model_in + inside, model_n + counted
         inside, counted = coherence_counts(duet)
@@ -221,26 +293,18 @@ def coherence_metrics(bundle: Bundle, style: str, real: list[list[Event]], n_pro
 # up in the files.
 
 
-def write_samples(bundle: Bundle, style: str, folder: Path, seed: int = 0) -> list[Path]:
-    """Three duets: call and response, comping under a melody, and a solo continuation."""
-    from dataclasses import replace
+def write_samples(voice: BoxVoice, style: str, folder: Path, seed: int = 0) -> list[Path]:
+    """Three duets as the box plays them: call and response, comping under a melody, and playing
+    along (duet mode) with a line."""
     from sideman.play.duet_files import write_duet_midi, write_piano_roll
-    weights = bundle.style_weights({style: 1.0})
-    call = ii_v_i_line()
+    call, melody = ii_v_i_line(), slow_melody()
     written = []
-    answer = continue_events(bundle.model, call, 48, weights, "answer", seed=seed)
-    # As the box plays it: the answer starts half a beat after the call's last note has ended.
-    call_end = max(n.onset_s + n.duration_s for n in call)
-    shift = call_end + 0.225 - answer[0].onset_s if answer else 0.0
-    answer = [replace(e, onset_s=e.onset_s + max(0.0, shift)) for e in answer]
-    melody = slow_melody()
-    comp = accompany(bundle.model, melody, weights, "comp", seed=seed, tail_events=8)
-    solo = continue_events(bundle.model, [replace(n, voice=1) for n in call], 64, weights, "solo", seed=seed)
-    for name, human, ai in (("call-response", call, answer), ("comping", melody, comp), ("continuation", call, solo)):
-        notes = [e for e in ai if isinstance(e, Note)]
+    for name, human, ai in (("call-response", call, voice.continuation(call, {style: 1.0}, seed)),
+                            ("comping", melody, voice.accompaniment(melody, style, seed, tail_s=2.0)),
+                            ("duet", call, voice.accompaniment(call, style, seed, tail_s=2.0, mode="duet"))):
         base = folder / f"{style}-{name}"
-        write_duet_midi(base.with_suffix(".mid"), human, notes)
-        write_piano_roll(base.with_suffix(".png"), human, notes, title=f"{style}: {name} (blue: human, orange: model)")
+        write_duet_midi(base.with_suffix(".mid"), human, ai)
+        write_piano_roll(base.with_suffix(".png"), human, ai, title=f"{style}: {name} (blue: human, orange: model)")
         written += [base.with_suffix(".mid"), base.with_suffix(".png")]
     return written
 
@@ -310,19 +374,27 @@ def run(args) -> int:
         report["best_other_style"] = {"style": best_other, "bits_per_event": others[best_other]}
         report["style_is_best"] = nll[style] < others[best_other]
     real = [events for _, events in performances]
+    voice = None
+    if not args.nll_only or args.samples:
+        try:   # the box's voice: everything played below goes through its session
+            voice = BoxVoice.open(args.model, args.backend, (style, args.partner) if args.partner else (style,))
+        except ModelFileError as exc:
+            print(f"sideman-train eval: {exc}", file=sys.stderr)
+            return 2
+        report["voice"] = f"transformer[{voice.backend.name}]"
     if args.partner and not args.nll_only:
         partner = bundle.style(args.partner)
         partner_files = (list_files(args.partner_data) if args.partner_data
                          else list_files(args.data, partner.artist, args.split or "val"))
         partner_real = [events for _, events in read_all(partner_files, args.limit, say)]
         say(f"continuations: {style} ↔ {args.partner} blends …")
-        report["blend"] = blend_metrics(bundle, style, args.partner, real, partner_real,
+        report["blend"] = blend_metrics(voice, style, args.partner, real, partner_real,
                                         args.prompts, args.length, args.seed)
     if not args.nll_only:
         say("harmonic coherence (comping under real right hands) …")
-        report["harmonic_coherence"] = coherence_metrics(bundle, style, real, args.prompts, args.seed)
+        report["harmonic_coherence"] = coherence_metrics(voice, style, real, args.prompts, args.seed)
     if args.samples:
-        report["samples"] = [str(p) for p in write_samples(bundle, style, args.samples, args.seed)]
+        report["samples"] = [str(p) for p in write_samples(voice, style, args.samples, args.seed)]
     report["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)
     if args.out:

@@ -67,8 +67,7 @@ import torch.nn as nn
 from sideman.model.bundle import (MANIFEST, ModelFileError, load_bundle, read_manifest, sha256_of,
                                   write_json_atomically)
 from sideman.model.conditioning import chord_profiles, tempo_features
-from sideman.model.events import AI, HUMAN, Note, Pedal
-from sideman.model.generate import encode_with_voices
+from sideman.model.events import AI, HUMAN, Event, Note, Pedal, encode, sort_events
 from sideman.model.model_files import GRAPH_NAMES
 from sideman.model.transformer import (CHORD_DIM, N_DURATION, N_PITCH, N_TIME, N_VELOCITY, JazzTransformer)
 
@@ -411,6 +410,14 @@ def parity_random(model: JazzTransformer, graphs: OrtGraphs, seed: int = 0, tria
             for name in want:
                 figures.add(name, got[name], want[name])
     return figures
+
+
+def encode_with_voices(events: list[Event]) -> tuple[list[tuple[int, int, int, int, int]], np.ndarray, np.ndarray]:
+    """Events → [(time, pitch, dur, vel, voice)], onsets (s) and pitch tokens, in codec order."""
+    ordered = sort_events(events)   # encode() keeps this order (its sort is stable on the same key)
+    encoded = [code + (e.voice,) for code, e in zip(encode(ordered), ordered)]
+    return (encoded, np.array([e.onset_s for e in ordered], dtype=np.float64),
+            np.array([code[1] for code in encoded], dtype=np.int64))
 
 
 def demo_duet(context: int, bpm: float = 140.0) -> dict[str, np.ndarray]:
