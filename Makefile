@@ -90,12 +90,12 @@ train-gpu: setup-train
 
 ## A style the base model never heard (Dave McKenna is left out of its training), from 50 of his files.
 finetune-mckenna: setup-train
-	$(VENV)/bin/sideman-train finetune --model $(MODEL) --pijama $(DATA)/pijama --artist "Dave McKenna" --split train --limit 50 --name mckenna --init others --lr 2e-3 --steps 400 $(ARGS)
+	$(VENV)/bin/sideman-train finetune --model $(MODEL) --pijama $(DATA)/pijama --pianist "Dave McKenna" --split train --limit 50 --name mckenna --init others --lr 2e-3 --steps 400 $(ARGS)
 
 ## The model card's figures: NLL per style vs the Markov baseline on Mehldau val, blend and harmony metrics, sample duets.
 eval-model: setup
-	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Brad Mehldau" --split val --style mehldau --all-styles --partner tatum --samples $(MODEL)/samples --out $(MODEL)/eval-mehldau-val.json $(ARGS)
-	$(VENV)/bin/sideman-train eval --model $(MODEL) --data $(DATA)/pijama --artist "Dave McKenna" --split val --style mckenna --all-styles --out $(MODEL)/eval-mckenna-val.json $(ARGS)
+	$(VENV)/bin/sideman-train eval --model $(MODEL) --folder $(DATA)/pijama --pianist "Brad Mehldau" --split val --style mehldau --all-styles --partner tatum --samples $(MODEL)/samples --out $(MODEL)/eval-mehldau-val.json $(ARGS)
+	$(VENV)/bin/sideman-train eval --model $(MODEL) --folder $(DATA)/pijama --pianist "Dave McKenna" --split val --style mckenna --all-styles --out $(MODEL)/eval-mckenna-val.json $(ARGS)
 
 ## MUSICIANSHIP.md's measures of the answers: WJazzD horn calls and Mehldau's val pairs, the voices
 ## beside silence timers and his own next phrases (README, Performance); JSON and piano rolls.

@@ -371,17 +371,36 @@ def test_train_and_score_commands_on_a_folder(tmp_path, capsys):
     assert "none.npz" in capsys.readouterr().err
 
 
+def test_every_command_names_a_corpus_with_folder_and_pianist_and_still_takes_the_old_words(capsys):
+    """One word each in every sideman-train command; --data and --artist still work, hidden from --help."""
+    from sideman_train.cli import build_parser
+
+    parser = build_parser()
+    commands = {"markov": ["--name", "x"], "markov-score": ["--style", "x"], "prepare": ["--out", "o"],
+                "finetune": ["--model", "m", "--name", "x"], "eval": ["--model", "m"]}
+    for command, rest in commands.items():
+        new = parser.parse_args([command, *rest, "--folder", "corpus", "--pianist", "Somebody"])
+        old = parser.parse_args([command, *rest, "--data", "corpus", "--artist", "Somebody"])
+        assert (new.folder, new.pianist) == (old.folder, old.pianist) == (Path("corpus"), "Somebody"), command
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        shown = capsys.readouterr().out
+        assert "--folder" in shown and "--pianist" in shown, command
+        assert "--data" not in shown and "--artist" not in shown, command
+
+
 # ---------------------------------------------------------------------------------------------
 # The shipped tables, on the corpus
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not PIJAMA.is_dir(), reason="PiJAMA not beside the repository")
 def test_the_shipped_mehldau_table_beats_the_unigram_on_mehldau_val_files():
-    from sideman_train.markov_build import encoded_performances, pijama_performances, score_report
+    from sideman_train.corpus import list_performances
+    from sideman_train.markov_build import encoded_performances, score_report
 
     assert DEFAULT_STYLE in available_styles()
     model = load_style(DEFAULT_STYLE)
-    val = pijama_performances(PIJAMA, "Brad Mehldau", "val")[:3]
+    val = list_performances(PIJAMA, "Brad Mehldau", "val", pijama=True)[:3]
     read, skipped = encoded_performances(val, progress=False)
     assert len(read) == 3 and not skipped
     report = score_report(model, read)

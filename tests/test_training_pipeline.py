@@ -135,8 +135,9 @@ def eval_report(capsys, model, corpus, artist, style, *extra) -> dict:
 
 def test_eval_scores_each_style_next_to_the_markov_baseline(trained, corpus, capsys, tmp_path):
     from music_fixtures import fixture_markov
+    from sideman_train.markov_fit import save_markov
     markov = tmp_path / "fixture.npz"
-    fixture_markov().save(markov)
+    save_markov(fixture_markov(), markov)
     report = eval_report(capsys, trained["model"], corpus, "Ann Alpha", "alpha", "--markov", markov,
                          "--prompts", 2, "--length", 12, "--partner", "beta", "--samples", tmp_path / "samples")
     assert report["files"] == 2 and report["events"] > 300

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.events import Note
+from sideman_train.corpus import CorpusError, list_performances
 
 HORN_REST_S = 0.7
 HORN_SECONDS = (1.5, 8.0)
@@ -81,8 +82,13 @@ def _shifted(notes, by: float) -> tuple[Note, ...]:
 
 
 def horn_calls(folder: Path, per_file: int = 2) -> list[Call]:
+    """Calls from a folder of monophonic solos (none when it holds no MIDI files)."""
+    try:
+        paths = [p.path for p in list_performances(folder, pijama=False)]
+    except CorpusError:
+        return []
     calls = []
-    for path in sorted(Path(folder).rglob("*.mid")):
+    for path in paths:
         try:
             notes = _notes(path)
         except MidiFileError:
@@ -120,7 +126,4 @@ def piano_pairs(paths: list[Path], per_file: int | None = None) -> list[Call]:
 
 
 def mehldau_val_files(pijama_root: Path, artist: str = "Brad Mehldau") -> list[Path]:
-    from sideman_train.corpus import index_pijama
-
-    return [Path(pijama_root) / r["path"] for r in index_pijama(pijama_root)
-            if r["artist"] == artist and r["split"] == "val"]
+    return [p.path for p in list_performances(pijama_root, artist, "val", pijama=True)]

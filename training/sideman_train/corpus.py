@@ -1,8 +1,10 @@
 """The transformer's corpus cache: every performance of a corpus parsed once into flat numpy arrays.
 
 Index: PiJAMA (pijama.csv rows: id, artist, title, split, midi_path) or any folder of .mid/.midi
-files (recursive; artist = --artist or the parent folder's name; split = a hash of the relative
-path, about 1 in 10 to val). Splits are by recording, never by window.
+files (recursive; artist = --pianist or the parent folder's name; split = a hash of the relative
+path, about 1 in 10 to val). Splits are by recording, never by window. Every `sideman-train`
+command lists its performances here (list_performances), and names a corpus on the command line
+with the same flags (add_corpus_options).
 
 Parsing: symusic, in ticks; seconds come from the file's tempo map in float64 (symusic's own
 seconds are float32, a tenth of a millisecond off after twenty minutes). The events are the ones
@@ -30,6 +32,7 @@ within each split). Files are written to a temporary name and renamed.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -37,10 +40,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from sideman.model.events import PEDAL_DOWN, PEDAL_UP
+from sideman.paths import write_atomically, write_atomically_with
 
 CACHE_FORMAT = "sideman-corpus"
 CACHE_VERSION = 1
@@ -55,7 +60,13 @@ DEFAULT_TEMPO_US = 500_000
 
 
 class CorpusError(Exception):
-    """The corpus cannot be listed or the cache cannot be read (the message says why)."""
+    """The corpus cannot be listed (missing csv or folder, no files, nobody by that name) or the
+    cache cannot be read (the message says why)."""
+
+
+class Performance(NamedTuple):
+    label: str   # the file as messages and reports name it: its path relative to the corpus folder
+    path: Path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +108,42 @@ def index_folder(folder: str | Path, artist: str | None = None) -> list[dict]:
         records.append({"id": rel, "artist": artist if artist else (p.parent.name or folder.name),
                         "title": p.stem, "split": hash_split(rel), "path": rel})
     return records
+
+
+def list_performances(folder: str | Path, pianist: str | None = None, split: str | None = None,
+                      pijama: bool | None = None) -> list[Performance]:
+    """The performances of a corpus, in index order: the rows of pijama.csv (pijama=True, or None
+    and the folder holds one) or every .mid/.midi file under the folder (index_folder: its files'
+    pianist is their folder's name, their split the path hash), only `pianist`'s and `split`'s when
+    given. Raises CorpusError when the corpus cannot be listed or nothing matches."""
+    folder = Path(folder)
+    if pijama is None:
+        pijama = (folder / "pijama.csv").is_file()
+    records = index_pijama(folder) if pijama else index_folder(folder)
+    chosen = [r for r in records
+              if (pianist is None or r["artist"] == pianist) and (split is None or r["split"] == split)]
+    if not chosen:
+        where = folder / "pijama.csv" if pijama else folder
+        if pianist is None:
+            raise CorpusError(f"{where}: no performances in split {split!r}")
+        known = sorted({r["artist"] for r in records if r["artist"].lower() == pianist.lower()}
+                       or {r["artist"] for r in records if pianist and pianist.lower() in r["artist"].lower()})
+        hint = f" (did you mean {', '.join(known)}?)" if known else ""
+        raise CorpusError(f"{where}: no performances by {pianist!r} in split {split!r}{hint}")
+    return [Performance(r["path"], folder / r["path"]) for r in chosen]
+
+
+def add_corpus_options(parser: argparse.ArgumentParser, folder_help: str, pianist_help: str,
+                       source=None) -> None:
+    """--folder DIR and --pianist NAME, the words every sideman-train command uses for a corpus
+    (--pijama DIR, where a command has it, stays its own flag). --data and --artist, the words some
+    commands used before, still work, hidden from --help. source: where --folder goes (a required
+    mutually exclusive group, e.g. beside --pijama); default the parser itself."""
+    where = parser if source is None else source
+    where.add_argument("--folder", type=Path, help=folder_help)
+    where.add_argument("--data", dest="folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pianist", help=pianist_help)
+    parser.add_argument("--artist", dest="pianist", help=argparse.SUPPRESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,19 +297,6 @@ class CorpusSplit:
         return {name: getattr(self, name)[a:b] for name in ARRAYS}
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_cache(cache_dir: str | Path, source: dict, kept: list[tuple[dict, dict]]) -> dict:
     """Write {split}.npz and index.json for the kept (record, arrays) pairs; returns the index."""
     cache_dir = Path(cache_dir)
@@ -278,7 +312,7 @@ def write_cache(cache_dir: str | Path, source: dict, kept: list[tuple[dict, dict
         out = {name: np.concatenate([a[name] for _, a in items]).astype(DTYPES[name], copy=False)
                for name in ARRAYS}
         out["offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        _atomic_write(cache_dir / f"{split}.npz", lambda fh: np.savez(fh, **out))
+        write_atomically_with(cache_dir / f"{split}.npz", lambda fh: np.savez(fh, **out))
         performances.extend(record for record, _ in items)
         summary[split] = {"performances": len(items), "events": int(sum(lengths)),
                           "hours": round(sum(r["duration_s"] for r, _ in items) / 3600, 3)}
@@ -286,7 +320,7 @@ def write_cache(cache_dir: str | Path, source: dict, kept: list[tuple[dict, dict
              "arrays": {name: np.dtype(DTYPES[name]).name for name in ARRAYS},
              "splits": summary, "performances": performances}
     text = json.dumps(index, indent=1, ensure_ascii=False).encode("utf-8")
-    _atomic_write(cache_dir / "index.json", lambda fh: fh.write(text))
+    write_atomically(cache_dir / "index.json", text)
     # A split of an earlier cache in this folder that this run did not write would not match.
     for old in cache_dir.glob("*.npz"):
         if old.stem not in splits:

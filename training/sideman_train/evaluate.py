@@ -1,7 +1,7 @@
 """`sideman-train eval`: how well a model knows a folder of MIDI files, next to the Markov baseline,
 and how its playing compares with real pianists.
 
-    sideman-train eval --model models/transformer --data ../shared/data/pijama --artist "Brad Mehldau" \
+    sideman-train eval --model models/transformer --folder ../shared/data/pijama --pianist "Brad Mehldau" \
         --split val --style mehldau --all-styles --partner tatum --json
 
 1. NLL, bits/event. Every event of every performance, all of them the AI's (solo mode), in sliding
@@ -45,8 +45,7 @@ from sideman.play.simulate import TAIL_S, Duet, play_performance
 from sideman.play.voices import load_styles
 from sideman.play.voices import open_model as open_model_backend
 from sideman_train.batches import performance_windows, stack, to_torch
-from sideman_train.corpus import tempo_track
-from sideman_train.markov_build import MIDI_SUFFIXES
+from sideman_train.corpus import CorpusError, add_corpus_options, list_performances, tempo_track
 from sideman_train.metrics import (compare_profiles, coherence_counts, profile_of_many, split_real)
 from sideman_train.written_parts import ii_v_i_line, slow_melody
 
@@ -56,8 +55,8 @@ LN2 = float(np.log(2.0))
 def add_commands(commands) -> None:
     p = commands.add_parser("eval", help="NLL (vs the Markov baseline) and musical metrics on any MIDI folder")
     p.add_argument("--model", required=True, type=Path, help="model folder (manifest.json)")
-    p.add_argument("--data", required=True, type=Path, help="folder of MIDI files, or PiJAMA (with --artist/--split)")
-    p.add_argument("--artist", help="PiJAMA: only this pianist")
+    add_corpus_options(p, "folder of MIDI files, or PiJAMA (with --pianist/--split)", "only this pianist's files",
+                       p.add_mutually_exclusive_group(required=True))
     p.add_argument("--split", help="PiJAMA: only this split (train/val)")
     p.add_argument("--style", help="style conditioning (default: the model's default style)")
     p.add_argument("--all-styles", action="store_true", help="also score with every other style of the model")
@@ -79,21 +78,6 @@ def add_commands(commands) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Reading any folder
-
-
-def list_files(data: Path, artist: str | None = None, split: str | None = None) -> list[tuple[str, Path]]:
-    """(label, path) of the performances asked for: PiJAMA rows (pijama.csv) or every MIDI file."""
-    table = data / "pijama.csv"
-    if table.is_file():
-        import csv
-        with open(table, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f)
-                    if (artist is None or r["artist"] == artist) and (split is None or r["split"] == split)]
-        return [(r["midi_path"], data / r["midi_path"]) for r in rows]
-    if artist or split:
-        raise SystemExit(f"sideman-train eval: --artist/--split need a PiJAMA folder (no pijama.csv in {data})")
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
-    return [(str(p.relative_to(data)), p) for p in files]
 
 
 def read_all(files, limit=None, say=print) -> list[tuple[str, list[Event]]]:
@@ -335,9 +319,13 @@ def run(args) -> int:
     except KeyError as exc:
         print(f"sideman-train eval: {exc.args[0]}", file=sys.stderr)
         return 2
-    performances = read_all(list_files(args.data, args.artist, args.split), args.limit, say)
+    try:
+        performances = read_all(list_performances(args.folder, args.pianist, args.split), args.limit, say)
+    except CorpusError as exc:
+        print(f"sideman-train eval: {exc}", file=sys.stderr)
+        return 2
     if not performances:
-        print(f"sideman-train eval: no readable MIDI files in {args.data}", file=sys.stderr)
+        print(f"sideman-train eval: no readable MIDI files in {args.folder}", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
     arrays = [event_arrays(events) for _, events in performances]
@@ -361,7 +349,7 @@ def run(args) -> int:
     except (MarkovError, OSError) as exc:
         markov_report = {"table": markov_name, "error": str(exc)}
     report = {
-        "model": str(args.model), "data": str(args.data), "artist": args.artist, "split": args.split,
+        "model": str(args.model), "data": str(args.folder), "artist": args.pianist, "split": args.split,
         "files": len(performances), "events": n_events, "style": style,
         "bits_per_event": nll[style],
         "markov": markov_report,
@@ -384,8 +372,12 @@ def run(args) -> int:
         report["voice"] = f"transformer[{voice.backend.name}]"
     if args.partner and not args.nll_only:
         partner = bundle.style(args.partner)
-        partner_files = (list_files(args.partner_data) if args.partner_data
-                         else list_files(args.data, partner.artist, args.split or "val"))
+        try:
+            partner_files = (list_performances(args.partner_data) if args.partner_data
+                             else list_performances(args.folder, partner.artist, args.split or "val"))
+        except CorpusError as exc:
+            print(f"sideman-train eval: the partner's files: {exc}", file=sys.stderr)
+            return 2
         partner_real = [events for _, events in read_all(partner_files, args.limit, say)]
         say(f"continuations: {style} ↔ {args.partner} blends …")
         report["blend"] = blend_metrics(voice, style, args.partner, real, partner_real,

@@ -68,8 +68,9 @@ from sideman.model.bundle import (MANIFEST, ModelFileError, load_bundle, read_ma
                                   write_json_atomically)
 from sideman.model.conditioning import chord_profiles, tempo_features
 from sideman.model.events import AI, HUMAN, Event, Note, Pedal, encode, sort_events
-from sideman.model.model_files import GRAPH_NAMES
+from sideman.model.model_files import GRAPH_NAMES, MODEL_FILE_MODE
 from sideman.model.transformer import (CHORD_DIM, N_DURATION, N_PITCH, N_TIME, N_VELOCITY, JazzTransformer)
+from sideman.paths import write_atomically_with
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-3
@@ -659,11 +660,8 @@ def write_style_table(bundle, model_dir: Path, out: Path) -> dict:
     """The style table (fine-tuned rows in place) as onnx/style_table.npy, so the box's onnxruntime
     path blends styles without torch. Returns its manifest entry (file, sha256, the styles in it)."""
     path = out / STYLE_TABLE_FILE
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".style_table.", suffix=".npy")
-    os.close(fd)
-    np.save(tmp, bundle.model.style_table.detach().cpu().numpy().astype(np.float32))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    table = bundle.model.style_table.detach().cpu().numpy().astype(np.float32)
+    write_atomically_with(path, lambda fh: np.save(fh, table), mode=MODEL_FILE_MODE)
     return {"file": path.resolve().relative_to(Path(model_dir).resolve()).as_posix(),
             "sha256": sha256_of(path), "styles": [s.name for s in bundle.styles]}
 

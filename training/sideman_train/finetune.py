@@ -4,7 +4,7 @@ the exported graphs, which take the style vector as an input, serve it unchanged
 listed in the model's manifest with the others, which is where the live voice's style knob reads them.
 
     sideman-train finetune --model models/transformer --pijama ../shared/data/pijama \
-        --artist "Dave McKenna" --split train --limit 50 --name mckenna
+        --pianist "Dave McKenna" --split train --limit 50 --name mckenna
 
 Optional LoRA adapters (--lora-rank, via peft) also adapt the attention projections; they change the
 weights, so the result is written as a new model folder (--out), merged.
@@ -27,9 +27,9 @@ from sideman.model.bundle import (MANIFEST, Style, read_manifest, save_bundle,
                                   save_torch_atomically, sha256_of, write_json_atomically)
 from sideman.model.conditioning import MODEL_MODES
 from sideman_train.batches import performance_windows, to_torch
-from sideman_train.corpus import CorpusSplit
+from sideman_train.corpus import CorpusError, CorpusSplit, add_corpus_options, list_performances
 from sideman_train.duets import WindowSampler
-from sideman_train.evaluate import event_arrays, examples_bits, list_files, open_model, read_all
+from sideman_train.evaluate import event_arrays, examples_bits, open_model, read_all
 
 LN2 = float(np.log(2.0))
 
@@ -37,9 +37,10 @@ LN2 = float(np.log(2.0))
 def add_commands(commands) -> None:
     p = commands.add_parser("finetune", help="a new pianist's style from 50–200 MIDI files")
     p.add_argument("--model", required=True, type=Path, help="base model folder")
-    p.add_argument("--data", "--pijama", dest="data", required=True, type=Path,
-                   help="folder of the pianist's MIDI files, or PiJAMA with --artist")
-    p.add_argument("--artist", help="PiJAMA: the pianist")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pijama", dest="folder", type=Path, metavar="PIJAMA", help="the PiJAMA folder (with --pianist)")
+    add_corpus_options(p, "folder of the pianist's MIDI files, or PiJAMA with --pianist", "PiJAMA: the pianist",
+                       source)
     p.add_argument("--split", help="PiJAMA: the split to take files from (train)")
     p.add_argument("--limit", type=int, help="use at most this many files")
     p.add_argument("--name", required=True, help="the style's knob name, e.g. mckenna")
@@ -85,7 +86,11 @@ def run(args) -> int:
     if args.lora_rank and not args.out:
         print("sideman-train finetune: --lora-rank changes the weights: give --out (a new model folder)", file=sys.stderr)
         return 2
-    performances = read_all(list_files(args.data, args.artist, args.split), args.limit)
+    try:
+        performances = read_all(list_performances(args.folder, args.pianist, args.split), args.limit)
+    except CorpusError as exc:
+        print(f"sideman-train finetune: {exc}", file=sys.stderr)
+        return 2
     length = model.config.context
     arrays = [event_arrays(events) for _, events in performances]
     arrays = [a for a in arrays if a["pitch"].size > length]
@@ -162,8 +167,8 @@ def run(args) -> int:
     info = {"files": len(arrays), "held_out_files": n_held, "steps": args.steps, "best_step": best_step,
             "init": start, "held_out_bits_base": round(base_bits, 4), "held_out_bits": round(best_bits, 4),
             "lora_rank": args.lora_rank, "seconds": round(time.perf_counter() - started, 1),
-            "source": str(args.data), "artist": args.artist or ""}
-    style = Style(args.name, args.artist or args.name, row, source="finetune", info=info)
+            "source": str(args.folder), "artist": args.pianist or ""}
+    style = Style(args.name, args.pianist or args.name, row, source="finetune", info=info)
     if args.lora_rank:  # new folder, adapters merged into the weights
         model.load_state_dict({**model.state_dict(), **best_state["lora"]})
         merged = model.merge_and_unload()

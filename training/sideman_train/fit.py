@@ -14,6 +14,7 @@ on the validation split becomes a model bundle (manifest + weights) in --out.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -26,6 +27,7 @@ import torch.distributed as dist
 from sideman.model.bundle import save_bundle, save_torch_atomically, write_json_atomically
 from sideman.model.conditioning import MODEL_MODES
 from sideman.model.transformer import JazzTransformer, ModelConfig
+from sideman.paths import write_atomically
 from sideman_train.corpus import CorpusError
 from sideman_train.training_data import ensure_cache, training_data
 from sideman_train.config import load_config
@@ -258,9 +260,8 @@ def _write_history(path: Path, history: list[dict]) -> None:
     columns = ["step", "train_bits", "val_bits", "lr", "elapsed_s"]
     for row in history:
         columns += [k for k in row if k not in columns]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomically(path, text.getvalue().encode("utf-8"))

@@ -8,67 +8,28 @@ Corpus MIDI is only read, never copied."""
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.events import encode
 from sideman.model.markov import MarkovError, MarkovModel, load_style, style_path
+from sideman_train.corpus import CorpusError, Performance, add_corpus_options, list_performances
 from sideman_train.markov_fit import fit_markov, save_markov
-
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
-class CorpusError(Exception):
-    """The files asked for cannot be listed (missing csv, unknown pianist, empty folder)."""
-
-
-@dataclass
-class Performance:
-    label: str          # how the file is named in messages and reports (relative path)
-    path: Path
 
 
 # ---------------------------------------------------------------------------------------------
 # Finding performances
 
-def pijama_performances(root: Path, pianist: str, split: str | None) -> list[Performance]:
-    """The rows of pijama.csv for one pianist (and split, if given), in csv order."""
-    table = root / "pijama.csv"
-    if not table.is_file():
-        raise CorpusError(f"{table}: not found (is --pijama the folder holding pijama.csv?)")
-    with open(table, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    chosen = [r for r in rows if r["artist"] == pianist and (split is None or r["split"] == split)]
-    if not chosen:
-        known = sorted({r["artist"] for r in rows if r["artist"].lower() == pianist.lower()}
-                       or {r["artist"] for r in rows if pianist.lower() in r["artist"].lower()})
-        hint = f" (did you mean {', '.join(known)}?)" if known else ""
-        raise CorpusError(f"{table}: no performances by {pianist!r} in split {split!r}{hint}")
-    return [Performance(r["midi_path"], root / r["midi_path"]) for r in chosen]
-
-
-def folder_performances(folder: Path) -> list[Performance]:
-    """Every .mid/.midi file under folder (recursive), sorted by path."""
-    if not folder.is_dir():
-        raise CorpusError(f"{folder}: not a folder")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
-    if not paths:
-        raise CorpusError(f"{folder}: no .mid or .midi files in it")
-    return [Performance(str(p.relative_to(folder)), p) for p in paths]
-
-
 def chosen_performances(args) -> tuple[list[Performance], dict]:
-    """The performances the --pijama/--pianist/--split or --data options name, and a description."""
-    if args.data is not None:
-        return folder_performances(args.data), {"data": args.data.name}
+    """The performances the --pijama/--pianist/--split or --folder options name, and a description."""
+    if args.folder is not None:
+        return list_performances(args.folder, pijama=False), {"data": args.folder.name}
     if not args.pianist:
         raise CorpusError("--pijama needs --pianist (e.g. --pianist \"Brad Mehldau\")")
-    return (pijama_performances(args.pijama, args.pianist, args.split),
+    return (list_performances(args.pijama, args.pianist, args.split, pijama=True),
             {"data": "PiJAMA", "pianist": args.pianist, "split": args.split})
 
 
@@ -125,8 +86,8 @@ def add_commands(subparsers) -> None:
 def _add_source_options(parser: argparse.ArgumentParser, default_split: str) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pijama", type=Path, help="the PiJAMA folder (holds pijama.csv)")
-    source.add_argument("--data", type=Path, help="any folder of .mid/.midi files (recursive)")
-    parser.add_argument("--pianist", help="PiJAMA artist, e.g. \"Brad Mehldau\"")
+    add_corpus_options(parser, "any folder of .mid/.midi files (recursive)",
+                       "PiJAMA pianist, e.g. \"Brad Mehldau\"", source)
     parser.add_argument("--split", default=default_split, choices=("train", "val"),
                         help=f"PiJAMA split (default {default_split})")
 

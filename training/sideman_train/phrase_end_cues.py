@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from sideman.listen.tempo import BeatTracker
 from sideman.midi_files import MidiFileError
 from sideman.model.events import Note
 from sideman_train.calls import HORN_REST_S, _notes, horn_calls
-from sideman_train.corpus import hash_split
+from sideman_train.corpus import CorpusError, hash_split, list_performances
 
 FIRST_CHECK_S = 0.15
 CHECKPOINTS_S = tuple(np.round(np.arange(FIRST_CHECK_S, HORN_REST_S, 0.025), 3))
@@ -137,10 +138,13 @@ def tradeoff(calls_rests, decide) -> dict:
 
 def run(args) -> int:
     folder = Path(args.folder)
+    try:
+        train = [p.path for p in list_performances(folder, split="train", pijama=False)]
+    except CorpusError as exc:
+        print(f"sideman-train phrase-end-cues: {exc}", file=sys.stderr)
+        return 2
     x, y = [], []
-    for path in sorted(folder.rglob("*.mid")):
-        if hash_split(path.relative_to(folder).as_posix()) != "train":
-            continue
+    for path in train:
         try:
             rests = solo_rests(_notes(path))
         except MidiFileError:

@@ -1,6 +1,6 @@
 """`sideman-train prepare`: parse a corpus once into the transformer's cache (see corpus.py).
 
-    sideman-train prepare (--pijama DIR | --folder DIR [--artist NAME]) --out CACHE_DIR [--jobs N] [--limit N]
+    sideman-train prepare (--pijama DIR | --folder DIR [--pianist NAME]) --out CACHE_DIR [--jobs N] [--limit N]
 
 Files are parsed in parallel (--jobs processes, default: every CPU). Broken, empty and missing files
 and exact duplicates of an earlier performance are skipped with a one-line message each; the run
@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sideman_train.corpus import (CorpusError, index_folder, index_pijama, log, parse_record,
-                                  write_cache)
+from sideman_train.corpus import (CorpusError, add_corpus_options, index_folder, index_pijama, log,
+                                  parse_record, write_cache)
 
 
 def add_commands(subparsers) -> None:
@@ -25,8 +25,8 @@ def add_commands(subparsers) -> None:
                                           "into CACHE_DIR/{split}.npz and index.json (for sideman-train fit).")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--pijama", type=Path, help="the PiJAMA folder (holds pijama.csv)")
-    source.add_argument("--folder", type=Path, help="any folder of .mid/.midi files (recursive)")
-    p.add_argument("--artist", help="artist of every file of --folder (default: each file's folder name)")
+    add_corpus_options(p, "any folder of .mid/.midi files (recursive)",
+                       "pianist of every file of --folder (default: each file's folder name)", source)
     p.add_argument("--out", type=Path, required=True, help="cache folder (written atomically)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: CPUs)")
     p.add_argument("--limit", type=int, help="only the first N files of the index (a quick run)")
@@ -40,13 +40,13 @@ def run_prepare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if args.pijama is not None:
-            if args.artist:
-                raise CorpusError("--artist goes with --folder (PiJAMA names its artists)")
+            if args.pianist:
+                raise CorpusError("--pianist goes with --folder (PiJAMA names its pianists)")
             root, records = args.pijama, index_pijama(args.pijama)
             source = {"kind": "pijama", "path": str(args.pijama.resolve())}
         else:
-            root, records = args.folder, index_folder(args.folder, args.artist)
-            source = {"kind": "folder", "path": str(args.folder.resolve()), "artist": args.artist}
+            root, records = args.folder, index_folder(args.folder, args.pianist)
+            source = {"kind": "folder", "path": str(args.folder.resolve()), "artist": args.pianist}
     except CorpusError as exc:
         log(f"sideman-train prepare: {exc}")
         return 2

@@ -140,7 +140,7 @@ def ensure_cache(cache: Path, pijama: Path | None, say=print) -> Path:
 
     from sideman_train.prepare import run_prepare
     say(f"no corpus cache at {cache}: preparing it from {pijama}")
-    args = argparse.Namespace(pijama=Path(pijama), folder=None, artist=None, out=cache,
+    args = argparse.Namespace(pijama=Path(pijama), folder=None, pianist=None, out=cache,
                               jobs=os.cpu_count() or 1, limit=None, quiet=False)
     if run_prepare(args) != 0:
         raise SystemExit(f"sideman-train fit: preparing {cache} from {pijama} failed")

@@ -14,8 +14,6 @@ Markov voice and says so).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +21,10 @@ import torch
 
 from sideman.model.transformer import JazzTransformer, ModelConfig
 
-from sideman.model.model_files import (FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS,  # noqa: F401 (re-exported)
-                                       ModelFileError, Style, StyleLookup, read_manifest, sha256_of, write_json_atomically)
+from sideman.model.model_files import (FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE_MODE,  # noqa: F401 (re-exported)
+                                       WEIGHTS, ModelFileError, Style, StyleLookup, read_manifest, sha256_of,
+                                       write_json_atomically)
+from sideman.paths import write_atomically_with
 
 
 @dataclass
@@ -59,12 +59,7 @@ class Bundle(StyleLookup):
 
 
 def save_torch_atomically(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomically_with(Path(path), lambda fh: torch.save(obj, fh), mode=MODEL_FILE_MODE)
 
 
 def save_bundle(folder: Path, model: JazzTransformer, styles: list[Style], default_style: str,

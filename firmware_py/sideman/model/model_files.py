@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sideman.paths import write_atomically
 
 FORMAT = "sideman-transformer"
 FORMAT_VERSION = 1
@@ -66,14 +66,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Model files are read by the box's service user, whatever the umask of the process writing them.
+MODEL_FILE_MODE = 0o644
+
+
 def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are read by the box's service user
-    os.replace(tmp, path)
+    write_atomically(Path(path), (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8"),
+                     mode=MODEL_FILE_MODE)
 
 
 def read_manifest(folder: Path) -> dict:

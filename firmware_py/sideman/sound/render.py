@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from sideman.paths import atomic_path
 from sideman.sound.piano import SAMPLE_RATE, DuetPiano
 from sideman.sound.soundfonts import SoundError, find_soundfont
 
@@ -28,8 +28,13 @@ def render_audio(path: Path, timed_messages: Iterable[tuple[float, Sequence[int]
     written beside it and renamed when complete. Returns the audio's length in seconds."""
     path = Path(path)
     kind = file_type(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    with atomic_path(path) as partial:
+        frame = _render(partial, kind, path, timed_messages, ai_channel, soundfont, tail_s)
+    return frame / SAMPLE_RATE
+
+
+def _render(partial: Path, kind: str, path: Path, timed_messages, ai_channel: int, soundfont, tail_s: float) -> int:
+    """FluidSynth's file renderer writing `partial` (`path` names the file in errors); the frames written."""
     piano = DuetPiano(find_soundfont(soundfont), ai_channel,
                       {"audio.file.name": str(partial), "audio.file.type": kind,
                        "audio.period-size": BLOCK_FRAMES})
@@ -39,7 +44,6 @@ def render_audio(path: Path, timed_messages: Iterable[tuple[float, Sequence[int]
         piano.delete()
         raise SoundError(f"{path}: FluidSynth could not write this file")
     frame = 0
-    finished = False
     try:
         events = sorted(timed_messages, key=lambda item: item[0])
         for t_s, message in events:
@@ -52,11 +56,7 @@ def render_audio(path: Path, timed_messages: Iterable[tuple[float, Sequence[int]
         while frame < end:
             fl.fluid_file_renderer_process_block(renderer)
             frame += BLOCK_FRAMES
-        finished = True
     finally:
         fl.delete_fluid_file_renderer(renderer)  # finishes the file (header, last block)
         piano.delete()
-        if not finished:
-            partial.unlink(missing_ok=True)
-    os.replace(partial, path)
-    return frame / SAMPLE_RATE
+    return frame
