@@ -44,34 +44,34 @@ test-all: setup
 
 ## Benchmarks print JSON with medians and p99, each against a baseline measured in the same run.
 bench: setup
-	$(VENV)/bin/sideman bench thru --json $(ARGS)
-	$(VENV)/bin/sideman bench thru --answering --json $(ARGS)
-	$(VENV)/bin/sideman bench thru --flood --json $(ARGS)
-	$(VENV)/bin/sideman bench reaction --json $(ARGS)
-	$(VENV)/bin/sideman bench reaction --json --voice markov $(ARGS)
-	$(VENV)/bin/sideman bench model --json $(ARGS)
-	$(VENV)/bin/sideman bench duet --json $(ARGS)
-	$(VENV)/bin/sideman bench audio --json $(ARGS)
+	$(VENV)/bin/sideman-bench thru --json $(ARGS)
+	$(VENV)/bin/sideman-bench thru --answering --json $(ARGS)
+	$(VENV)/bin/sideman-bench thru --flood --json $(ARGS)
+	$(VENV)/bin/sideman-bench reaction --json $(ARGS)
+	$(VENV)/bin/sideman-bench reaction --json --voice markov $(ARGS)
+	$(VENV)/bin/sideman-bench model --json $(ARGS)
+	$(VENV)/bin/sideman-bench duet --json $(ARGS)
+	$(VENV)/bin/sideman-bench audio --json $(ARGS)
 
 ## The built-in piano: note-on -> sound per audio period size, vs the soundfont's own attack.
 bench-audio: setup
-	$(VENV)/bin/sideman bench audio --json $(ARGS)
+	$(VENV)/bin/sideman-bench audio --json $(ARGS)
 
 bench-reaction: setup
-	$(VENV)/bin/sideman bench reaction --json $(ARGS)
+	$(VENV)/bin/sideman-bench reaction --json $(ARGS)
 
 ## An hour on stage: the box duets through every mode; a report every 5 minutes on stderr.
 MINUTES ?= 60
 bench-soak: setup
-	$(VENV)/bin/sideman bench soak --json --minutes $(MINUTES) $(ARGS)
+	$(VENV)/bin/sideman-bench soak --json --minutes $(MINUTES) $(ARGS)
 
 ## The voice's own memory over an hour's set, in minutes: the soak's player on a simulated clock.
 bench-memory: setup
-	$(VENV)/bin/sideman bench memory --json $(ARGS)
+	$(VENV)/bin/sideman-bench memory --json $(ARGS)
 
 ## Listening accuracy (chords vs chord_midi.txt, beats vs beat_midi.txt) on a POP909-like folder.
 eval-listen: setup
-	$(VENV)/bin/sideman eval-listen $(DATA)/pop909 --json $(ARGS)
+	$(VENV)/bin/sideman-train eval-listen $(DATA)/pop909 --json $(ARGS)
 
 ## Rebuild the shipped Markov tables from PiJAMA (train split); see models/markov/MODEL_CARD.md.
 train-markov: setup
@@ -112,7 +112,7 @@ export: setup
 
 ## The long DIN parser fuzz run (10^6 streams), documented in the README.
 fuzz-din: setup
-	$(PY) -m sideman.ports.din_fuzz --streams 1000000
+	$(VENV)/bin/sideman-bench fuzz-din --streams 1000000
 
 clean:
 	rm -rf $(VENV) build *.egg-info firmware_py/*.egg-info

@@ -39,8 +39,8 @@ from pathlib import Path
 
 try:
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - python < 3.11
-    tomllib = None  # type: ignore[assignment]
+except ModuleNotFoundError:  # pragma: no cover - python < 3.11: sideman depends on tomli there
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "image"
@@ -73,8 +73,10 @@ FROM_APT = {"systemd-python"}
 BOX_CONSTRAINTS = ["numpy<2"]
 # A model file bigger than this is not shipped (models/README.md keeps each file <= 50 MB).
 MAX_MODEL_BYTES = 200 * 1024 * 1024
-SOURCE_PARTS = ("pyproject.toml", "README.md", "LICENSE", "LICENSE.md", "LICENSE.txt", "setup.cfg",
-                "setup.py", "MANIFEST.in", "firmware_py/", "training/")
+# The box's wheel: the runtime package only. training/ (sideman-train) and bench/ (sideman-bench) are
+# off-device tools; the wheel's pyproject.toml is the repo's, narrowed to firmware_py (box_pyproject).
+SOURCE_PARTS = ("README.md", "LICENSE", "LICENSE.md", "LICENSE.txt", "MANIFEST.in", "firmware_py/")
+RUNTIME_PACKAGE_DIR = "firmware_py"
 
 
 def log(msg: str) -> None:
@@ -84,11 +86,7 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------- project metadata
 
 def load_pyproject() -> dict:
-    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    if tomllib is not None:
-        return tomllib.loads(text)
-    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)  # pragma: no cover
-    return {"project": {"version": m.group(1) if m else "0", "dependencies": [], "optional-dependencies": {}}}
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def debian_version(version: str) -> str:
@@ -160,8 +158,22 @@ def is_lfs_pointer(path: Path) -> bool:
 
 # ---------------------------------------------------------------- wheels
 
+def box_pyproject(project_toml: dict) -> dict:
+    """The repo's pyproject, for the box: only the runtime package and its `sideman` command."""
+    box = {**project_toml, "project": dict(project_toml["project"])}
+    box["project"]["scripts"] = {name: target for name, target in project_toml["project"].get("scripts", {}).items()
+                                 if target.startswith(f"{PACKAGE}.")}
+    tool = dict(box.get("tool", {}))
+    tool["setuptools"] = {**tool.get("setuptools", {}), "packages": {"find": {"where": [RUNTIME_PACKAGE_DIR]}}}
+    tool.pop("pytest", None)
+    box["tool"] = tool
+    return box
+
+
 def build_wheel(dest: Path, work: Path) -> Path:
-    """pip wheel from a clean copy of the sources (the checkout's build/ and egg-info stay untouched)."""
+    """pip wheel from a clean copy of the runtime sources (the checkout's build/ and egg-info stay untouched)."""
+    import tomli_w
+
     src = work / "src"
     dirs = tuple(p for p in SOURCE_PARTS if p.endswith("/"))
     for rel in repo_files():
@@ -169,6 +181,7 @@ def build_wheel(dest: Path, work: Path) -> Path:
             target = src / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, target)
+    (src / "pyproject.toml").write_text(tomli_w.dumps(box_pyproject(load_pyproject())), encoding="utf-8")
     dest.mkdir(parents=True, exist_ok=True)
     base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(dest)]
     # Offline and fast with the dev venv's setuptools; an older setuptools than pyproject needs

@@ -17,7 +17,7 @@ import pytest
 import serial
 
 from sideman.clock import now_ns
-from sideman.ports import din_fuzz
+from sideman_bench import din_fuzz
 from sideman.ports.contract import PortError
 from sideman.ports.din import MidiByteParser, RunningStatusEncoder, encode_messages
 from sideman.ports.din_port import DinPort, open_error_text, _baud_rejected_text

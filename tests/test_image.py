@@ -116,6 +116,23 @@ def test_deb_contents(image):
         assert "__pycache__" not in name and not name.endswith(".pyc"), name
 
 
+def test_the_wheel_holds_the_runtime_package_only(image, tmp_path):
+    """The box gets `sideman` and nothing offline: no training, benchmark, evaluation or fuzz code."""
+    import zipfile
+
+    run(["dpkg-deb", "-x", str(image["deb"]), str(tmp_path)])
+    wheel = tmp_path / f"usr/share/sideman/wheels/sideman-{image['version']}-py3-none-any.whl"
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = [n for n in names if n.endswith(".py")]
+    assert "sideman/box.py" in modules and "sideman/play/session.py" in modules
+    assert all(n.startswith("sideman/") for n in modules), [n for n in modules if not n.startswith("sideman/")]
+    offline = [n for n in modules if any(word in n for word in ("bench", "eval", "fuzz", "baseline", "train"))]
+    assert offline == []
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "sideman = sideman.cli:main" in scripts and "sideman-train" not in scripts and "sideman-bench" not in scripts
+
+
 def test_requirements_leave_systemd_python_to_apt(image, tmp_path):
     run(["dpkg-deb", "-x", str(image["deb"]), str(tmp_path)])
     reqs = (tmp_path / "usr/share/sideman/requirements-box.txt").read_text()

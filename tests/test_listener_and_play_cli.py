@@ -163,7 +163,7 @@ def test_a_corrupt_style_table_falls_back_to_live_learning_and_says_so(tmp_path)
 @pytest.mark.corpus
 @pytest.mark.skipif(not (DATA / "wjazzd").is_dir(), reason="needs ../shared/data/wjazzd")
 def test_wjazzd_phrases_are_answered_after_the_patience_silence_without_interrupting():
-    from sideman.bench.response_gaps import run_gap_bench
+    from sideman_bench.response_gaps import run_gap_bench
 
     report = run_gap_bench(DATA / "wjazzd", limit=6)
     ours = report["ours"]

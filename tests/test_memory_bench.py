@@ -1,11 +1,11 @@
-"""`sideman bench memory`: the soak's player into a voice on a simulated clock, RssAnon each
+"""`sideman-bench memory`: the soak's player into a voice on a simulated clock, RssAnon each
 simulated minute. It must see a voice that leaks, and not see one where there is none."""
 
 import json
 import mmap
 
-from sideman.bench.memory import simulate_set, summarize
-from sideman.bench.soak import MODE_ORDER
+from sideman_bench.memory import simulate_set, summarize
+from sideman_bench.soak import MODE_ORDER
 from sideman.play.voices import make_voice
 
 
@@ -51,9 +51,9 @@ def test_the_memory_bench_sees_a_leak_in_the_last_half_and_no_leak_in_the_markov
 
 
 def test_the_memory_bench_command_runs_each_voice_in_a_process_of_its_own(capsys):
-    from sideman.cli import main
+    from sideman_bench.cli import main
 
-    assert main(["bench", "memory", "--minutes-per-mode", "0.6", "--voice", "markov", "--json"]) == 0
+    assert main(["memory", "--minutes-per-mode", "0.6", "--voice", "markov", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["voices"]["markov"]
     assert result["voice"] == "markov" and result["simulated_minutes"] >= 5
     # A fresh process holds tens of MB of its own, not this test process's hundreds.

@@ -40,7 +40,7 @@ def _wait_for(predicate, timeout_s: float) -> bool:
 def test_a_killed_benchmark_leaves_no_jack_server_or_box_behind(sig, data_dir):
     env = dict(os.environ, SIDEMAN_DATA_DIR=str(data_dir), PYTHONPATH=os.pathsep.join(sys.path))
     env.pop("JACK_DEFAULT_SERVER", None)
-    bench = subprocess.Popen([sys.executable, "-m", "sideman", "bench", "thru", "--answering", "--voice", "none",
+    bench = subprocess.Popen([sys.executable, "-m", "sideman_bench.cli", "thru", "--answering", "--voice", "none",
                               "--notes", "5000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     server = f"sideman-bench-{bench.pid}"
     try:

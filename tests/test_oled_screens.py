@@ -310,7 +310,7 @@ def test_front_panel_drawing(save, tmp_path):
 
 def test_panel_bench_draws_only_when_the_screen_changes():
     """The bench's code path on a short script: asserts the counting, not speed."""
-    from sideman.bench.panel import run_panel_bench
+    from sideman_bench.panel import run_panel_bench
 
     result = run_panel_bench(seconds=2.0)
     on_change, baseline = result["redraw_on_change"], result["baseline_redraw_every_tick"]

@@ -142,15 +142,18 @@ def test_variation_over_jack_replays_the_kept_phrase(make_box, probe):
 
 
 def test_reaction_bench_reports_answers_against_the_thru_baseline(jack_server):
-    from sideman.bench.reaction import run_reaction_bench
+    from sideman_bench.reaction import run_reaction_bench
 
     result = run_reaction_bench(phrases=4, period=256)
     assert result["answers_measured"] >= 3
-    assert result["reaction"]["p50_ms"] > 0 and result["baseline_thru"]["n"] >= 12
+    # The first note comes after the decision and well within a breath of it (the budget is 10 ms;
+    # a second allows for this shared machine), and the thru baseline measured every phrase's notes.
+    assert 0 <= result["reaction"]["p50_ms"] <= result["reaction"]["max_ms"] < 1000
+    assert result["baseline_thru"]["n"] >= 12
 
 
 def test_duet_bench_reports_cost_and_leaves_no_note_sounding(jack_server):
-    from sideman.bench.duet import run_duet_bench
+    from sideman_bench.duet import run_duet_bench
 
     result = run_duet_bench(seconds=4, period=256)
     for key in ("transformer", "baseline_markov"):

@@ -283,7 +283,7 @@ def test_the_installed_soundfont_is_found():
 def test_the_audio_bench_counts_cycles_beside_the_attack_and_leaves_no_server(jack_server):
     import subprocess
 
-    from sideman.bench.audio import run_audio_bench
+    from sideman_bench.audio import run_audio_bench
 
     result = run_audio_bench(periods=(256,), notes=3)
     row = result["jack"][0]

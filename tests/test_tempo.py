@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import pytest
 
-from sideman.listen.eval_beats import evaluate_folder, f_measure, main
-from sideman.listen.tempo import BeatEstimate, BeatTracker, FixedTempoBaseline, tap_beats
+from sideman_train.eval_beats import evaluate_folder, f_measure, main
+from sideman.listen.tempo import BeatEstimate, BeatTracker
+from sideman_train.listen_baselines import FixedTempoBaseline, tap_beats
 
 POP909 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pop909"
 
@@ -231,19 +231,6 @@ def test_tapped_beats_are_causal_and_follow_the_grid():
     late = [b for b in beats if b > onsets[8]]
     assert all(min(abs(b - g) for g in grid) < 0.03 for b in late)
     assert f_measure(grid[8:], [b for b in beats if b >= grid[8] - 0.1]) == 1.0
-
-
-def test_onset_is_cheap_and_estimate_cheaper():
-    onsets, _start, _end = swing_tune()
-    tracker = BeatTracker()
-    started = time.perf_counter()
-    feed(tracker, onsets)
-    per_onset = (time.perf_counter() - started) / len(onsets)
-    started = time.perf_counter()
-    for i in range(2000):
-        tracker.estimate(20.0 + i * 0.005)
-    per_estimate = (time.perf_counter() - started) / 2000
-    assert per_onset < 2e-3 and per_estimate < 1e-4  # generous: the machine is shared
 
 
 def test_f_measure_known_cases():

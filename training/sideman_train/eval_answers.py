@@ -23,7 +23,7 @@ import numpy as np
 
 from sideman.model.model_files import ModelFileError
 from sideman.paths import models_dir
-from sideman.bench.response_gaps import call_response_session
+from sideman_bench.response_gaps import call_response_session
 from sideman.play.session import Session
 from sideman.play.simulate import play_performance
 from sideman.play.voices import TRANSFORMER_DIR, load_styles, open_model

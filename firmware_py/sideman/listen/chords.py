@@ -9,8 +9,8 @@ alterations. The bass decides what the pitch classes alone cannot (C6 vs Am7, Cm
 ChordListener turns a stream of note and pedal events into pitch-class weights (sounding notes full,
 released ones as a fading memory, lone notes ramping in so passing tones count little) and keeps the
 label steady: it changes at once after a chord attack, otherwise only when a rival has clearly won for
-a while. TemplateBaseline is the textbook method to compare against: the notes sounding right now,
-binary templates, cosine match.
+a while. (The textbook method it is measured against, `sideman-train eval-listen`, lives in
+training/sideman_train/listen_baselines.py.)
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def chord_scores(weights, bass_pc: int | None = None) -> np.ndarray | None:
     return scores
 
 
-def _chord_at(index: int, bass_pc: int | None) -> Chord:
+def chord_at(index: int, bass_pc: int | None) -> Chord:
     root = index % 12
     return Chord(root, QUALITY_ORDER[index // 12], None if bass_pc in (None, root) else bass_pc)
 
@@ -184,12 +184,12 @@ def name_chord(weights, bass_pc: int | None = None) -> Chord | None:
     weights: how strongly each pitch class sounds (any scale; an octave doubling should not add up,
     or the doubled tone drowns the others). bass_pc: the lowest note's pitch class, if known."""
     scores = chord_scores(weights, bass_pc)
-    return None if scores is None else _chord_at(int(np.argmax(scores)), bass_pc)
+    return None if scores is None else chord_at(int(np.argmax(scores)), bass_pc)
 
 
 # --- Listening -----------------------------------------------------------------------------------
 
-class _Keys:
+class Keys:
     """Which keys are down and which notes the pedal holds (counts: a file may double a pitch)."""
 
     def __init__(self) -> None:
@@ -253,7 +253,7 @@ class ChordListener:
 
     def __init__(self, half_life_s: float = 0.8):
         self.half_life_s = half_life_s
-        self._keys = _Keys()
+        self._keys = Keys()
         # pitch -> [onset, loudness, grouped]; released: pitch -> (release time, level then)
         self._notes: dict[int, list] = {}
         self._released: dict[int, tuple[float, float]] = {}
@@ -359,46 +359,5 @@ class ChordListener:
 
     def _set(self, index: int, bass: int | None) -> None:
         self._current_index = index
-        self._current = _chord_at(index, bass)
+        self._current = chord_at(index, bass)
         self._rival = -1
-
-
-# --- Baseline ------------------------------------------------------------------------------------
-
-def _binary_templates() -> np.ndarray:
-    rows = []
-    for quality in QUALITY_ORDER:
-        row = np.zeros(12)
-        row[[i % 12 for i in QUALITIES[quality]]] = 1.0
-        row /= np.linalg.norm(row)
-        rows.extend(np.roll(row, root) for root in range(12))
-    return np.array(rows)
-
-
-_BINARY = _binary_templates()
-
-
-class TemplateBaseline:
-    """The simple baseline: same interface as ChordListener, template matching (cosine with binary
-    templates of the same qualities) on only the notes sounding right now (held keys and pedal); no
-    decay, no bass weighting, no hysteresis."""
-
-    def __init__(self, half_life_s: float = 0.8):  # half_life_s unused: same signature as ChordListener
-        self._keys = _Keys()
-
-    def note_on(self, t_s: float, pitch: int, velocity: int) -> None:
-        self._keys.press(pitch)
-
-    def note_off(self, t_s: float, pitch: int) -> None:
-        self._keys.release(pitch)
-
-    def sustain(self, t_s: float, down: bool) -> None:
-        self._keys.sustain(down)
-
-    def chord(self, t_s: float) -> Chord | None:
-        w = np.zeros(12)
-        for pitch in (*self._keys.down, *self._keys.pedaled):
-            w[pitch % 12] = 1.0
-        if np.count_nonzero(w) < 2:
-            return None
-        return _chord_at(int(np.argmax(_BINARY @ w)), None)

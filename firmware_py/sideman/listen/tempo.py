@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
 
 import numpy as np
 
@@ -74,7 +73,7 @@ class BeatEstimate:
         return (t_s - self.last_beat_s) / self.period_s
 
 
-def _grid_estimate(anchor_s: float, period_s: float, t_s: float, confidence: float) -> BeatEstimate:
+def grid_estimate(anchor_s: float, period_s: float, t_s: float, confidence: float) -> BeatEstimate:
     last = anchor_s + math.floor((t_s - anchor_s) / period_s) * period_s
     return BeatEstimate(60.0 / period_s, period_s, last, confidence)
 
@@ -209,7 +208,7 @@ class BeatTracker:
 
     def estimate(self, t_s: float) -> BeatEstimate:
         confidence = 1.0 if self._override else self._confidence(t_s)
-        return _grid_estimate(self._anchor_s, self._period_s, t_s, confidence)
+        return grid_estimate(self._anchor_s, self._period_s, t_s, confidence)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -341,59 +340,3 @@ class BeatTracker:
         self._period_s = min(max(period_s, 60.0 / self.max_bpm), 60.0 / self.min_bpm)
         self._anchor_s = beat_s
         self._last_hit_s = None
-
-
-class FixedTempoBaseline:
-    """The simple baseline: a constant-tempo grid (the initial BPM) anchored at the first onset."""
-
-    def __init__(self, initial_bpm: float = 120.0, min_bpm: float = 50.0, max_bpm: float = 260.0):
-        self.initial_bpm = float(initial_bpm)
-        self.reset()
-
-    def reset(self) -> None:
-        self._anchor_s: float | None = None
-
-    def onset(self, t_s: float, velocity: int = 64, pitch: int | None = None) -> None:
-        if self._anchor_s is None:
-            self._anchor_s = t_s
-
-    def estimate(self, t_s: float) -> BeatEstimate:
-        anchor = 0.0 if self._anchor_s is None else self._anchor_s
-        return _grid_estimate(anchor, 60.0 / self.initial_bpm, t_s, 0.0)
-
-
-def tap_beats(onsets_s: Iterable[float | tuple[float, int]], tracker, until_s: float | None = None) -> list[float]:
-    """The beats the tracker would have tapped live: each one decided only from onsets before it.
-
-    onsets_s: times in order, or (time, velocity) pairs. Ends at until_s (default: the last onset)."""
-    return [beat for beat, _bpm in tap_beats_with_tempo(onsets_s, tracker, until_s)]
-
-
-def tap_beats_with_tempo(onsets_s: Iterable[float | tuple[float, int]], tracker,
-                         until_s: float | None = None) -> list[tuple[float, float]]:
-    """tap_beats, with the tempo the tracker believed in at each tapped beat.
-
-    Between two onsets the grid does not change, so every beat it predicts in that gap is tapped;
-    a beat closer than half a period to the one tapped before (the grid jumped back) is dropped."""
-    tapped: list[tuple[float, float]] = []
-    last_t: float | None = None
-
-    def tap_until(end_s: float) -> None:
-        estimate = tracker.estimate(last_t)
-        previous = tapped[-1][0] if tapped else None
-        beat = estimate.next_beat_after(max(last_t, previous) if previous is not None else last_t)
-        while beat <= end_s:  # a beat due with the next onset was still decided before it
-            if previous is None or beat - previous > 0.5 * estimate.period_s:
-                tapped.append((beat, estimate.tempo_bpm))
-                previous = beat
-            beat += estimate.period_s
-
-    for item in onsets_s:
-        t, rest = (item, ()) if isinstance(item, (int, float)) else (item[0], item[1:])
-        if last_t is not None:
-            tap_until(t)
-        tracker.onset(t, *rest)
-        last_t = t
-    if last_t is not None:
-        tap_until(until_s if until_s is not None else last_t)
-    return tapped

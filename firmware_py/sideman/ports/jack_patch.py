@@ -3,7 +3,7 @@ and the box listens beside it.
 
 Why: on the box's own thru path each note waits for its input thread to get the interpreter and a
 CPU. While the transformer answers, about 1-2 % of notes missed their JACK cycle and reached the
-synth one period (1.3 ms) late (`sideman bench thru --answering`); a voice that held the
+synth one period (1.3 ms) late (`sideman-bench thru --answering`); a voice that held the
 interpreter for seconds would hold the player's notes for seconds. A JACK connection passes every
 note in the cycle it was played, whatever Python is doing.
 

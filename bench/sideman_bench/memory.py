@@ -1,4 +1,4 @@
-"""`sideman bench memory`: does the voice's memory stay flat over a set? In minutes, not an hour.
+"""`sideman-bench memory`: does the voice's memory stay flat over a set? In minutes, not an hour.
 
 The soak's player (`bench/soak.py`) plays into the voice on a simulated clock, with no ports: every
 mode in turn, twice, `--minutes-per-mode` simulated minutes each. The voice thinks as fast as the
@@ -28,8 +28,8 @@ TICK_S = 0.005       # the engine's tick
 def simulate_set(voice, minutes_per_mode: float, seed: int = 1) -> list[float]:
     """The soak's player into a voice (a Session) on a simulated clock; RssAnon once a simulated
     minute."""
-    from sideman.bench.soak import ANSWER_MODES, MODE_ORDER, player_phrase
-    from sideman.bench.soak_box import memory_mb   # the soak's own reading: RssAnon is rss_private_mb
+    from sideman_bench.soak import ANSWER_MODES, MODE_ORDER, player_phrase
+    from sideman_bench.soak_box import memory_mb   # the soak's own reading: RssAnon is rss_private_mb
 
     rng = np.random.default_rng(seed)
     t, phrase_at, next_minute, rss = 1.0, 1.0, 60.0, []
@@ -72,7 +72,7 @@ def run_memory_bench(minutes_per_mode: float = 6.0, voices: tuple[str, ...] = ("
     results = {}
     for name in voices:
         child = subprocess.run(
-            dies_with_parent([sys.executable, "-m", "sideman.bench.memory", name, str(minutes_per_mode), str(seed)]),
+            dies_with_parent([sys.executable, "-m", "sideman_bench.memory", name, str(minutes_per_mode), str(seed)]),
             capture_output=True, text=True, check=False)
         if child.returncode != 0:
             raise RuntimeError(f"the {name} voice's set failed: {child.stderr.strip()[-2000:]}")
@@ -84,7 +84,7 @@ def run_memory_bench(minutes_per_mode: float = 6.0, voices: tuple[str, ...] = ("
 
 def main() -> int:
     """One voice's set, in this (fresh) process: JSON on stdout."""
-    from sideman.bench.soak import MODE_ORDER
+    from sideman_bench.soak import MODE_ORDER
     from sideman.play.voices import make_voice
 
     name, minutes_per_mode, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])

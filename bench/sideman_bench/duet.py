@@ -1,4 +1,4 @@
-"""`sideman bench duet`: what the box costs while it duets. A probe plays a line (made in code:
+"""`sideman-bench duet`: what the box costs while it duets. A probe plays a line (made in code:
 a stepwise C-major line in mixed rhythm with rests, 120 BPM) into a box on a private JACK dummy
 server, in real time, for `seconds`; the box plays along (duet mode) on its AI channel. Measured
 over the run:
@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from sideman.bench.probe import JackProbe
-from sideman.bench.stats import box_cpu_seconds, peak_rss_mb, summary_ms
+from sideman_bench.probe import JackProbe
+from sideman_bench.stats import box_cpu_seconds, peak_rss_mb, summary_ms
 from sideman.box import Box, BoxConfig
 from sideman.controls import CONTROLS
 from sideman.ports.jack_server import DummyJackServer

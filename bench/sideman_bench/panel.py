@@ -1,4 +1,4 @@
-"""`sideman bench panel`: what the OLED costs. A scripted minute of a gig (the chord changes every
+"""`sideman-bench panel`: what the OLED costs. A scripted minute of a gig (the chord changes every
 two beats at 120 BPM, the AI answers every other bar, bursts of knob turns) is shown on luma's dummy
 device at the panel's 100 Hz tick, redrawing on change only, beside the baseline that redraws at
 every tick. Reported: frames drawn, the time to draw one frame here, and the I2C time those frames
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from sideman.bench.stats import summary_ms
+from sideman_bench.stats import summary_ms
 from sideman.panel.display import Display, make_device
 from sideman.panel.views import HomeView, KnobView
 

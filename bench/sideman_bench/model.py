@@ -1,4 +1,4 @@
-"""`sideman bench model`: the transformer's per-event cost on each backend, side by side, each in a
+"""`sideman-bench model`: the transformer's per-event cost on each backend, side by side, each in a
 fresh process (so its start-up time and peak memory are its own), with the Markov voice's per-event
 cost as the baseline measured in the same run.
 
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from sideman.bench.stats import peak_rss_mb, summary_ms
+from sideman_bench.stats import peak_rss_mb, summary_ms
 
 EVENTS = 2000
 
@@ -70,12 +70,10 @@ def measure_backend(kind: str, events: int = EVENTS, started: float | None = Non
     first_onset = None
     for _ in range(events):
         t0 = time.perf_counter_ns()
-        voice._sample_for(plan, voice.context.last_onset_s or 0.0)
-        item = voice.context.commit_next()     # played at once: generation never waits on the clock
-        plan.notes_ahead -= 1
-        plan.notes_played += 1
+        voice.sample_for(plan, voice.context.last_onset_s or 0.0)
+        voice.pop_for(plan)     # played at once: generation never waits on the clock
         event_ns.append(time.perf_counter_ns() - t0)
-        first_onset = item.event.onset_s if first_onset is None else first_onset
+        first_onset = voice.context.committed[-1].onset_s if first_onset is None else first_onset
     compute_s = time.perf_counter() - compute_start
     music_s = voice.context.committed[-1].onset_s - first_onset
     result = {
@@ -103,7 +101,7 @@ def run_model_bench(backends: tuple[str, ...] = ("torch", "onnx"), events: int =
     rows = []
     for kind in backends:
         code = ("import time; t=time.perf_counter(); import json, sys; "
-                "from sideman.bench.model import measure_backend; "
+                "from sideman_bench.model import measure_backend; "
                 f"print(json.dumps(measure_backend({kind!r}, {int(events)}, t)))")
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})

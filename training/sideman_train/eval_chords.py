@@ -24,7 +24,7 @@ Reduced vocabulary (both sides map onto it; inversions and slash basses are igno
     sus   <- sus2, sus4, sus4(b7), 7sus4             | sus2, sus4, 7sus4
 A silent answer (None) counts as wrong.
 
-    python -m sideman.listen.eval_chords DIR [--limit N] [--json]
+    python -m sideman_train.eval_chords DIR [--limit N] [--json]
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import sys
 import time
 from pathlib import Path
 
-from sideman.listen.chords import Chord, ChordListener, TemplateBaseline
+from sideman.listen.chords import Chord, ChordListener
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.events import Note, Pedal
+from sideman_train.listen_baselines import TemplateBaseline
 
 STEP_S = 0.1
 
@@ -223,7 +224,7 @@ def evaluate_folder(folder: Path, limit: int | None = None, progress: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sideman.listen.eval_chords", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sideman_train.eval_chords", description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--limit", type=int, default=None, help="first N songs only")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")

@@ -1,4 +1,4 @@
-"""`sideman bench thru`: what the box adds to a MIDI thru path, against a direct JACK connection.
+"""`sideman-bench thru`: what the box adds to a MIDI thru path, against a direct JACK connection.
 
 One probe port sends each note to two places at once (JACK fans an output out to several inputs):
 straight to a receiver ("direct"), and into a running `sideman run` whose output goes to a second
@@ -18,8 +18,8 @@ import time
 
 import rtmidi
 
-from sideman.bench.probe import SinkPoller
-from sideman.bench.stats import percentile, summary_ms
+from sideman_bench.probe import SinkPoller
+from sideman_bench.stats import percentile, summary_ms
 from sideman.clock import now_ns
 from sideman.ports.contract import PortError
 from sideman.ports.jack_server import DummyJackServer

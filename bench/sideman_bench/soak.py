@@ -1,4 +1,4 @@
-"""`sideman bench soak --minutes M`: the box duets over real JACK ports for M minutes, the way a
+"""`sideman-bench soak --minutes M`: the box duets over real JACK ports for M minutes, the way a
 set goes: call and response first, then each other mode in turn (equal shares of the time).
 
 A player written in code plays phrases of 2-4 bars at 120 BPM (a right-hand line, a left-hand
@@ -29,7 +29,7 @@ import time
 import numpy as np
 import rtmidi
 
-from sideman.bench.probe import SinkPoller
+from sideman_bench.probe import SinkPoller
 from sideman.ports.contract import PortError
 from sideman.ports.jack_server import DummyJackServer
 from sideman.processes import dies_with_parent
@@ -113,12 +113,12 @@ def player_phrase(rng: np.random.Generator, start_s: float, answering: bool) -> 
 
 
 class _SoakBox:
-    """The box process (sideman.bench.soak_box) and its command line."""
+    """The box process (sideman_bench.soak_box) and its command line."""
 
     def __init__(self, env: dict, voice: str, log_path: str | None = None):
         self._log = open(log_path, "w") if log_path else subprocess.DEVNULL   # what the box says
         self.process = subprocess.Popen(
-            dies_with_parent([sys.executable, "-m", "sideman.bench.soak_box", voice], signal="KILL"),
+            dies_with_parent([sys.executable, "-m", "sideman_bench.soak_box", voice], signal="KILL"),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
         ready = self._reply()
         if "ready" not in ready:

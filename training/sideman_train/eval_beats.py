@@ -1,4 +1,4 @@
-"""Beat-tracking evaluation on a POP909-style folder: python -m sideman.listen.eval_beats DIR [--limit N] [--json]
+"""Beat-tracking evaluation on a POP909-style folder: python -m sideman_train.eval_beats DIR [--limit N] [--json]
 
 Layout: one subfolder per song with one *.mid and beat_midi.txt. beat_midi.txt has one line per beat
 (a quarter note of the MIDI file's tempo map): `time_s  flag2  flag4`. In POP909 flag2 is 1 on
@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from sideman.listen.tempo import BeatTracker, FixedTempoBaseline, tap_beats, tap_beats_with_tempo
+from sideman.listen.tempo import BeatTracker
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.events import Note
+from sideman_train.listen_baselines import FixedTempoBaseline, tap_beats, tap_beats_with_tempo
 
 TOLERANCE_S = 0.07
 SKIP_S = 5.0
@@ -168,7 +169,7 @@ def evaluate_folder(folder: Path, limit: int | None = None, progress: bool = Fal
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sideman.listen.eval_beats", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sideman_train.eval_beats", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--limit", type=int, default=None, help="only the first N songs")
     parser.add_argument("--json", action="store_true", help="the full report with per-song figures")

@@ -1,4 +1,4 @@
-"""The box under `sideman bench soak`, in a process of its own: `sideman run`'s box (the default
+"""The box under `sideman-bench soak`, in a process of its own: `sideman run`'s box (the default
 voice, or the one named as its argument; capture on, no built-in piano) on the JACK server named by
 JACK_DEFAULT_SERVER. It prints one
 JSON line when it plays, then answers each command on stdin with one JSON line:
@@ -8,7 +8,7 @@ JSON line when it plays, then answers each command on stdin with one JSON line:
     stats       memory, CPU time, and the engine's and the voice's counters
     stop        stop the box (every note it sent ends), then exit
 
-Run with `python -m sideman.bench.soak_box`; the benchmark starts it."""
+Run with `python -m sideman_bench.soak_box`; the benchmark starts it."""
 
 from __future__ import annotations
 

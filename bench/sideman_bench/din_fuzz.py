@@ -1,6 +1,6 @@
 """Fuzzing and differential checks of the DIN byte parser against mido.
 
-    python -m sideman.ports.din_fuzz --streams 1000000 --seed 1 [--json]
+    sideman-bench fuzz-din --streams 1000000 --seed 1 [--json]
 
 Prints a JSON summary (streams, bytes, messages, failures, seconds) and exits non-zero
 on any failure. tests/test_din.py runs the same checks with fewer, shorter streams.
@@ -28,8 +28,8 @@ from typing import Sequence
 
 import mido
 
-from .contract import Message
-from .din import MidiByteParser, encode_messages
+from sideman.ports.contract import Message
+from sideman.ports.din import MidiByteParser, encode_messages
 
 # ---------------------------------------------------------------- random messages
 
@@ -329,13 +329,15 @@ def fuzz(streams: int, seed: int, max_len: int = 256) -> FuzzSummary:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sideman.ports.din_fuzz", description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--streams", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=256, help="longest random stream in bytes")
     ap.add_argument("--json", action="store_true", help="print only the JSON summary (no examples on stderr)")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The fuzz run `sideman-bench fuzz-din` asked for: the JSON summary; non-zero on any failure."""
     summary = fuzz(args.streams, args.seed, args.max_len)
     result = {k: getattr(summary, k) for k in ("streams", "bytes", "messages", "failures", "seconds", "seed")}
     if not args.json:
@@ -345,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         result["examples"] = summary.examples
     print(json.dumps(result))
     return 1 if summary.failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sideman_bench.din_fuzz", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`sideman bench gaps DIR`: response gaps of call and response over a folder of phrase files
+"""`sideman-bench gaps DIR`: response gaps of call and response over a folder of phrase files
 (e.g. WJazzD solos), through `sideman play`'s simulated session (the transformer by default,
 `--voice markov` for the Markov voice), beside a baseline that answers after a fixed 600 ms of
 silence the moment it decides (AI Duet's rule).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from sideman.bench.stats import percentile
+from sideman_bench.stats import percentile
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.model_files import ModelFileError
 from sideman.paths import models_dir

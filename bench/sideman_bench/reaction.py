@@ -1,4 +1,4 @@
-"""`sideman bench reaction`: the session's decision to answer → the first AI note on the wire.
+"""`sideman-bench reaction`: the session's decision to answer → the first AI note on the wire.
 
 A probe plays short phrases into a box (in this process, on a private JACK dummy server at the
 given period); the call-response session answers each one the moment it decides the phrase has
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import time
 
-from sideman.bench.probe import JackProbe
-from sideman.bench.stats import box_cpu_seconds, peak_rss_mb, summary_ms
+from sideman_bench.probe import JackProbe
+from sideman_bench.stats import box_cpu_seconds, peak_rss_mb, summary_ms
 from sideman.box import Box, BoxConfig
 from sideman.clock import NS_PER_S, now_ns
 from sideman.ports.jack_server import DummyJackServer

@@ -1,4 +1,4 @@
-"""`sideman bench audio`: how long the built-in piano takes from a note-on to its sound, per audio
+"""`sideman-bench audio`: how long the built-in piano takes from a note-on to its sound, per audio
 buffer size.
 
 A note-on waits for the next audio cycle, sounds after the soundfont's attack, then passes the
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from sideman.bench.stats import percentile
+from sideman_bench.stats import percentile
 from sideman.ports.jack_server import DummyJackServer
 from sideman.sound.builtin import DEFAULT_PERIOD_FRAMES, DEFAULT_PERIODS, JACK_CLIENT_NAME, BuiltinPiano, buffer_ms
 from sideman.sound.piano import SAMPLE_RATE, DuetPiano
