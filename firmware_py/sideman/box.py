@@ -19,6 +19,7 @@ from sideman.controls import CONTROLS
 from sideman.engine import Engine
 from sideman.midi_clock import ClockFollower, ClockGenerator
 from sideman.model.voice import Voice
+from sideman.play.contracts import Partner
 from sideman.ports.contract import MidiOutput, PortError
 from sideman.ports.hotplug import HotplugWatcher, PortSet
 from sideman.ports.rtmidi_ports import (DEFAULT_HARDWARE_PATTERN, Backend, PortLister, RtMidiInput,
@@ -43,7 +44,7 @@ class BoxConfig:
     autoconnect: str | None = None  # regex of hardware ports to follow; None: backend default; "": off
     din: str | None = None          # serial device for 5-pin DIN in/out
     voice: str = "transformer"      # falls back to markov when the model cannot be used
-    model_backend: str = "auto"     # transformer engine: auto (onnx when it is there), onnx, torch
+    model_backend: str = "auto"     # the transformer's backend: auto (onnx when it is there), onnx, tensorrt, torch
     lookahead_s: float = 1.5        # how far ahead the transformer samples
     mode: str = "call-response"
     style: str = "mehldau"
@@ -98,7 +99,7 @@ class Box:
         self.outputs = OutputFanout()
         self.recorder = SessionRecorder() if config.capture else None
         self.clock_follower = ClockFollower()
-        if hasattr(self.voice, "use_clock"):
+        if isinstance(self.voice, Partner):
             self.voice.use_clock(self.clock_follower)
         self.scheduler = Scheduler(
             self.outputs, ai_channel=self.ai_channel,
@@ -272,9 +273,6 @@ class Box:
         if self._din is not None:
             inputs.append(self._din)
         return inputs
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
 
     def run_until_stopped(self, ready_text: str = "ready: play something (Ctrl-C to stop)",
                           on_started: Callable[[], None] | None = None,

@@ -1,10 +1,15 @@
-"""The one registry of user controls. Each is declared once; CLI flags (and later knobs, MIDI CC,
-presets and OLED menus) are generated from this list. Adding a control is one line."""
+"""The one registry of user controls. Each is declared once; CLI flags, knobs, MIDI CC, presets and
+OLED menus are generated from this list. Adding a control is one line.
+
+The live values travel as one plain dict, name -> value, shared by the panel, the CLI and the
+session (whatever moves it, the next notes hear it). Code that plays reads it with `value()`, so a
+control's default is written here only."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,14 @@ BY_NAME = {c.name: c for c in CONTROLS}
 
 
 MUSICAL = tuple(c.name for c in CONTROLS if c.musical)
+
+
+def value(controls: Mapping[str, float], name: str) -> float | int:
+    """A control's live value from a controls dict (its registered default where the dict lacks
+    it): an int for integer controls, else a float."""
+    control = BY_NAME[name]
+    raw = controls.get(name, control.default)
+    return int(raw) if control.integer else float(raw)
 
 
 def defaults() -> dict[str, float]:

@@ -118,5 +118,5 @@ class Engine:
             # Whatever the voice had started must not hang: turn every AI note off, keep listening.
             self.voice_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("voice %s failed; AI notes silenced", getattr(self.voice, "name", "?"))
+            log.exception("voice %s failed; AI notes silenced", self.voice.name)
             self.scheduler.panic("voice error")

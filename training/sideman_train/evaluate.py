@@ -41,7 +41,7 @@ from sideman.model.markov import MarkovError, MarkovModel, load_style, style_pat
 from sideman.play.improviser import MarkovImproviser
 from sideman.play.live_transformer import TransformerImproviser
 from sideman.play.session import Session
-from sideman.play.simulate import TAIL_S, Duet, play_performance
+from sideman.play.simulate import TAIL_S, Recording, play_performance
 from sideman.play.voices import load_styles
 from sideman.play.voices import open_model as open_model_backend
 from sideman_train.batches import performance_windows, stack, to_torch
@@ -184,7 +184,7 @@ class BoxVoice:
         return Session(voice, mode=mode, controls=values, styles=names, seed=seed)
 
     def play(self, human: list[Event], mode: str, blend: dict[str, float], seed: int = 0,
-             tail_s: float = TAIL_S, **controls) -> Duet:
+             tail_s: float = TAIL_S, **controls) -> Recording:
         duet = play_performance(human, self.session(mode, blend, seed, **controls), tail_s=tail_s)
         if not duet.session.improviser.healthy:   # an engine error: the Markov voice took over
             raise RuntimeError(f"the transformer failed: {duet.session.improviser.reason}")

@@ -1,1 +1,2 @@
-"""Voices: what the AI plays. The Markov voice and the transformer arrive in later issues."""
+"""The models: the event codec every model shares, the Markov tables, the transformer (the network,
+its model folders and the backends that run it, its live context) and the plumbing-check echo voice."""

@@ -1,8 +1,8 @@
-"""Where the transformer's numbers are computed: one small interface, several engines.
+"""Where the transformer's numbers are computed: one small interface, several backends.
 
     torch   the nn.Module on the CPU: always there when torch is
     onnx    the graphs from `sideman-train export` under onnxruntime: on this 2-core CPU about
-            twice as fast per event as torch (`sideman bench model` measures both)
+            twice as fast per event as torch (`sideman-bench model` measures both)
     tensorrt  the same graphs under onnxruntime's TensorRT execution provider (onnxruntime-gpu on
             the Jetson): auto picks it when that provider exists. Written, not yet run: no GPU
             has been lent to this project (the CPU path is what the tests and benchmarks cover).
@@ -10,7 +10,7 @@
 The live stream above calls only `step` (one event through the static KV cache, returning the
 backbone state and the AI's time logits), the three field heads, and `prefill` (a whole history
 at once, for re-priming when the cache slides). Everything goes in and out as numpy, so sampling
-does not care which engine runs. A cache is whatever the engine keeps; a step never writes into
+does not care which backend runs. A cache is whatever the backend keeps; a step never writes into
 the cache it was given (it returns a new one), so holding on to an old cache *is* a rollback.
 """
 
@@ -37,7 +37,7 @@ class BackendError(Exception):
 class StepOutput(NamedTuple):
     h: np.ndarray            # (D,) backbone state predicting the next event
     time_logits: np.ndarray  # (27,) the AI's time-field logits from that state
-    cache: object            # the engine's KV cache after this step
+    cache: object            # the backend's KV cache after this step
 
 
 class History(NamedTuple):
@@ -183,7 +183,7 @@ class OnnxBackend(ModelBackend):
         providers: list = ["CPUExecutionProvider"]
         if tensorrt:
             # onnxruntime's TensorRT execution provider (onnxruntime-gpu for JetPack) builds fp16
-            # engines from the same graphs and caches them (the first start after an upgrade is
+            # TensorRT engines from the same graphs and caches them (the first start after an upgrade is
             # the slow one). Not run in this project yet: no GPU has been lent to it.
             if TENSORRT_PROVIDER not in ort.get_available_providers():
                 raise BackendError("this onnxruntime has no TensorRT execution provider "

@@ -5,7 +5,7 @@ caller's pitch and time weights (register limits, chord bending, density)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -13,15 +13,12 @@ from sideman.model.events import PEDAL_DOWN, PITCH_TOKENS, EncodedEvent
 from sideman.model.markov_contexts import (FEATURES, HARMONY_WINDOW, N_TIME, NEEDS, as_array, current_feature,
                                            features, start_value)
 
-if TYPE_CHECKING:
-    from sideman.model.markov import MarkovModel
-
 
 class Cursor:
     """The context of the next event after `history`, for one model: keys are built field by field
     as the event's fields are chosen (features of the history are computed once)."""
 
-    def __init__(self, model: "MarkovModel", history):
+    def __init__(self, model, history):   # model: a markov.MarkovModel (not imported: markov.py imports this)
         look = max(model.max_lag, HARMONY_WINDOW)
         tail = list(history[-look:]) if len(history) else []
         # The last note before the tail: the interval reference of the tail's first events.

@@ -20,13 +20,16 @@ from typing import Callable
 
 from sideman.clock import NS_PER_S, now_ns
 from sideman.controls import BY_NAME, MUSICAL
+from sideman.controls import value as control_value
 from sideman.model.voice import HUSH
 from sideman.panel.events import Click, Press, Turn
 from sideman.panel.knobs import KNOBS, format_value, step_control
-from sideman.panel.midi_map import MODE_NAMES, MidiControlMap
+from sideman.panel.midi_map import MidiControlMap
 from sideman.panel.presets import Preset, PresetBank
 from sideman.panel.settings import Settings, SettingsError, save_settings
 from sideman.panel.views import AlertView, HomeView, KnobView, MenuView
+from sideman.play.contracts import Partner
+from sideman.play.modes import MODE_NAMES, MODES
 from sideman.play.steering import parse_style
 
 log = logging.getLogger("sideman.panel")
@@ -38,8 +41,6 @@ ALERT_S = 2.0
 MENU_IDLE_S = 10.0
 LEARN_TIMEOUT_S = 15.0
 PANEL_TICK_S = 0.01
-
-ACTIVITY_BY_MODE = {"comp": "comping", "trade": "trading", "duet": "playing"}
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,11 @@ class PanelController:
                  styles_available: Callable[[], list[str]] | None = None):
         self.box = box
         self.settings = settings
+        # The voice as a listening partner (the session), or None for the plain voices (echo,
+        # silent), which the panel only shows.
+        self.partner: Partner | None = box.voice if isinstance(box.voice, Partner) else None
         # One dict for the panel, the CLI and the session: whatever moves it, the next notes hear it.
-        self.controls = getattr(box.voice, "controls", None) or box.config.controls
+        self.controls = box.voice.controls if self.partner is not None else box.config.controls
         settings.controls = self.controls
         self.display = display
         self.inputs = inputs
@@ -76,7 +80,7 @@ class PanelController:
         if styles_available is None:
             # The styles the voice playing knows (the transformer's style table, else the
             # Markov tables shipped).
-            styles_available = getattr(box.voice, "available_styles", None)
+            styles_available = self.partner.available_styles if self.partner is not None else None
         if styles_available is None:
             from sideman.model.markov import available_styles as styles_available
         self.styles_available = styles_available
@@ -84,7 +88,7 @@ class PanelController:
                                    on_change=lambda target, value: self.post(("cc", target, value)),
                                    on_program=lambda channel, program: self.post(("program", channel, program)),
                                    on_learned=lambda cc, target: self.post(("learned", cc, target)),
-                                   also_reserved=lambda cc: cc == self.controls.get("keep_cc", 80))
+                                   also_reserved=lambda cc: cc == control_value(self.controls, "keep_cc"))
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.muted = False
         self.menu: list[Menu] = []           # a stack: main menu, then a submenu
@@ -200,7 +204,7 @@ class PanelController:
             _, channel, program = event
             # Only on the preset channel: a keyboard that sends its own patch changes on channel 1
             # must not change how the AI plays.
-            if channel + 1 == int(self.controls.get("program_channel", 16)):
+            if channel + 1 == control_value(self.controls, "program_channel"):
                 self.recall_program(program, now)
         elif event[0] == "learned":
             _, cc, target = event
@@ -254,14 +258,15 @@ class PanelController:
                 # Straight from this thread: the scheduler's panic is thread-safe, and a panic
                 # must not wait behind anything, not even a flood in the engine's inbox.
                 self.box.scheduler.panic("panel panic")
-                engine.call_soon(_quietly(getattr(self.box.voice, "hush", lambda t: None), now_ns() / NS_PER_S))
+                if self.partner is not None:
+                    engine.call_soon(_quietly(self.partner.hush, now_ns() / NS_PER_S))
                 self._show_alert(now, "PANIC", "all AI notes off", level="info", seconds=1.0)
         elif event.button == "keep":
             if event.long:
                 self.save_preset(now)
-            elif hasattr(self.box.voice, "keep_phrase"):
+            elif self.partner is not None:
                 def keep():
-                    phrase = self.box.voice.keep_phrase(now_ns() / NS_PER_S)
+                    phrase = self.partner.keep_phrase(now_ns() / NS_PER_S)
                     self.post(("kept", len(phrase.notes) if phrase is not None else 0))
                 engine.call_soon(keep)
 
@@ -289,8 +294,8 @@ class PanelController:
         if mode == self.settings.mode:
             return
         self.settings.mode = self.box.config.mode = mode
-        voice = self.box.voice
-        if hasattr(voice, "set_mode"):
+        voice = self.partner
+        if voice is not None:
             def change_mode():
                 voice.set_mode(mode, now_ns() / NS_PER_S)
                 return [HUSH]  # what the old mode left sounding ends now
@@ -300,8 +305,8 @@ class PanelController:
     def set_styles(self, spec: str, now: float) -> None:
         if spec == self.settings.styles:
             return
-        voice = self.box.voice
-        if hasattr(voice, "use_styles"):
+        voice = self.partner
+        if voice is not None:
             from sideman.play.voices import load_styles
 
             # Tables load here (a few hundred ms at most); the engine thread only swaps them in.
@@ -432,7 +437,7 @@ class PanelController:
         if self.muted:
             activity = "muted"
         elif snap.busy:
-            activity = ACTIVITY_BY_MODE.get(self.settings.mode, "answering")
+            activity = MODES[self.settings.mode].activity if self.settings.mode in MODES else "answering"
         else:
             activity = "listening"
         knobs = []
@@ -440,12 +445,10 @@ class PanelController:
             held = now < self.held_until[i]
             function = knob.held if held else knob.turn
             knobs.append(KnobView(function.label, self._value_text(function.target), held))
-        voice = self.box.voice
-        improviser = getattr(voice, "improviser", None)
         return HomeView(mode=self.settings.mode, styles=self.styles(),
-                        blend=float(self.controls.get("style_blend", 0.0)), tempo_bpm=snap.tempo_bpm,
+                        blend=control_value(self.controls, "style_blend"), tempo_bpm=snap.tempo_bpm,
                         chord=snap.chord, activity=activity, planned_notes=snap.planned,
-                        voice=getattr(improviser, "name", None) or voice.name, knobs=tuple(knobs),
+                        voice=self.partner.improviser_name if self.partner is not None else self.box.voice.name, knobs=tuple(knobs),
                         badge=self._badge())
 
     def _value_text(self, target: str) -> str:
@@ -459,17 +462,17 @@ class PanelController:
     def _badge(self) -> str | None:
         if self._outputs_seen is not None and not self._outputs_seen:
             return "NO OUTPUT"
-        if getattr(self.box.voice, "warnings", None):
+        if self.partner is not None and self.partner.warnings:
             return "STYLE MISSING"
         return None
 
     # --- on the engine thread ------------------------------------------------------------------
     def _take_snapshot(self):
-        voice = self.box.voice
+        voice = self.partner
         t = now_ns() / NS_PER_S
         chord = tempo = None
         busy = in_phrase = False
-        if hasattr(voice, "state"):
+        if voice is not None:
             state = voice.state(t)
             chord = state.chord.label if state.chord is not None else None
             tempo = state.beat.tempo_bpm if state.beat.confidence > 0 else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sideman.controls import BY_NAME
+from sideman.play.modes import MODES
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,7 @@ def step_control(name: str, value: float, steps: int) -> float:
 
 def format_value(name: str, value) -> str:
     if name in ("mode", "partner"):
-        return SHORT_NAMES.get(value, str(value)[:5])
+        return MODES[value].knob_label if value in MODES else str(value)[:5]
     control = BY_NAME[name]
     return f"{int(value)}" if control.integer else f"{value:.2f}"
 
-
-SHORT_NAMES = {"call-response": "CALL", "comp": "COMP", "trade": "TRADE", "duet": "DUET",
-               "variation": "VAR"}

@@ -13,9 +13,7 @@ from typing import Callable
 from sideman import messages as mm
 from sideman.controls import BY_NAME
 from sideman.panel.settings import CC_TARGETS_EXTRA, RESERVED_CCS
-from sideman.play.modes import MODES
-
-MODE_NAMES = tuple(MODES)
+from sideman.play.modes import MODE_NAMES
 
 
 def cc_to_value(target: str, value: int):

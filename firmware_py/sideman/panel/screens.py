@@ -22,6 +22,7 @@ from functools import lru_cache
 from PIL import ImageDraw, ImageFont
 
 from sideman.panel.views import AlertView, HomeView, KnobView, MenuView
+from sideman.play.modes import MODES
 
 LIT, DARK = 1, 0
 ELLIPSIS = "…"
@@ -32,9 +33,6 @@ SANS, SANS_BOLD = "DejaVuSans.ttf", "DejaVuSans-Bold.ttf"
 TEXT_SIZE = 9        # 7-pixel capitals: the smallest size that stays crisp without anti-aliasing
 SMALL_SIZE = 8       # the knob row: five capitals fit a 32-pixel cell
 CHORD_SIZES = (20, 18, 16, 14, 12)   # the chord name shrinks before it is cut
-
-MODE_NAMES = {"call-response": "CALL-RESP", "comp": "COMP", "trade": "TRADE", "duet": "DUET",
-              "variation": "VARIATION"}
 
 
 # --- fonts and text -------------------------------------------------------------------------------
@@ -189,7 +187,7 @@ def draw_home(draw: ImageDraw.ImageDraw, view: HomeView, width: int = 128, heigh
     tempo = "-- BPM" if view.tempo_bpm is None else f"{round(view.tempo_bpm)} BPM"
     top = 1 - cap_top(text)
     tempo_w = draw_text(draw, width, top, tempo, text, align="right")
-    mode = MODE_NAMES.get(view.mode, view.mode.upper())
+    mode = MODES[view.mode].screen_label if view.mode in MODES else view.mode.upper()
     draw_text(draw, 0, top, fit_text(mode, text, width - tempo_w - 6), text)
     rule_y = cap_height(text) + 2
     draw.line((0, rule_y, right, rule_y), fill=LIT)

@@ -16,7 +16,7 @@
   sampled for the time the phrase would end if nothing else is played; when the session decides
   the phrase has ended and the answer starts in the same time bin, the candidate is played
   as it is (no waiting on the model at the decision).
-- Graceful degradation: a step slower than the budget (or an engine error) hands the playing to
+- Graceful degradation: a step slower than the budget (or a model backend error) hands the playing to
   the Markov voice at once, mid-answer, from the next note on (no gap); the status says so, and
   the transformer is tried again after `retry_s` (doubling while it keeps failing).
 
@@ -41,13 +41,13 @@ from sideman.model.events import (AI, DURATION_BINS_S, HUMAN, PEDAL_DOWN, PEDAL_
 from sideman.model.live_stream import LiveContext, draw, earliest_time_bins
 from sideman.play.improviser import MAX_NOTE_S, MarkovImproviser
 from sideman.play.note_stream import PeekableNotes
-from sideman.play.request import ANSWER, COMP, DUET, VARIATION, PlayRequest
+from sideman.play.contracts import SessionView
+from sideman.play.request import ANSWER, COMP, DUET, MODEL_MODE_OF_KIND, VARIATION, PlayRequest
 from sideman.play.steering import Steering
 
 if TYPE_CHECKING:
     from sideman.model.bundle import Bundle
     from sideman.model.backends import ModelBackend
-    from sideman.play.session import Session
 
 log = logging.getLogger("sideman.transformer")
 
@@ -67,9 +67,6 @@ CHORD_BIAS_NATS = 2.0     # chord_bias 1 → +2 on pitches of the human's chord
 HUMAN_DURATION_GUESS_S = 0.25
 MAX_CHORD_NOTES = 4       # comping and duet: notes struck together at most
 
-POLICY_MODES = {"call-response": "answer", "trade": "answer", "variation": "answer",
-                "comp": "comp", "duet": "duet"}
-REQUEST_MODES = {ANSWER: "answer", COMP: "comp", DUET: "duet", VARIATION: "answer"}
 
 _SHORT_GAPS = (np.asarray(TIME_BINS_S) < 0.25) & (np.asarray(TIME_BINS_S) > 0.0)
 _PITCH_CLASS = np.arange(128) % 12
@@ -99,7 +96,7 @@ class Plan:
     fallback: PeekableNotes | None = None
 
     def peek(self) -> Note | None:
-        return self.voice._peek(self)
+        return self.voice.peek_for(self)
 
     def finished(self) -> bool:
         """Sampled past its end with nothing left ahead (or its Markov stand-in is over)."""
@@ -108,7 +105,7 @@ class Plan:
         return self.exhausted and self.notes_ahead == 0
 
     def pop(self) -> Note:
-        return self.voice._pop(self)
+        return self.voice.pop_for(self)
 
 
 class TransformerImproviser:
@@ -188,23 +185,23 @@ class TransformerImproviser:
             self._style_cache[key] = vector
         return vector
 
-    def _conditions(self, session: "Session", t_s: float) -> None:
+    def _conditions(self, session: SessionView, t_s: float) -> None:
         state = session.state(t_s)
         self._tempo = float(tempo_features(np.array([60.0 / state.beat.period_s]))[0])
-        self._mode = MODEL_MODES.index(POLICY_MODES.get(session.policy.name, "answer"))
+        self._mode = MODEL_MODES.index(session.model_mode)
 
-    def _ensure_started(self, session: "Session", t_s: float) -> None:
+    def _ensure_started(self, session: SessionView, t_s: float) -> None:
         if not self._started:
             self._conditions(session, t_s)
             self.context.start(self.style_vector(session.steering), self._mode, self._tempo)
             self._started = True
 
     # --- what the session calls ---------------------------------------------------------------
-    def hear_note(self, session: "Session", t_s: float, pitch: int, velocity: int) -> None:
+    def hear_note(self, session: SessionView, t_s: float, pitch: int, velocity: int) -> None:
         """A human note-on: it goes into the context now; the lookahead is sampled again after it."""
         self._hear(session, t_s, pitch, duration_bin(self._guess_duration(session)), velocity_bin(velocity))
 
-    def hear_pedal(self, session: "Session", t_s: float, down: bool) -> None:
+    def hear_pedal(self, session: SessionView, t_s: float, down: bool) -> None:
         self._hear(session, t_s, PEDAL_DOWN if down else PEDAL_UP, 0, 0)
 
     def _hear(self, session, t_s, token, db, vb) -> None:
@@ -231,12 +228,10 @@ class TransformerImproviser:
         for plan in self.plans:
             plan.notes_ahead, plan.exhausted = 0, False
 
-    def _guess_duration(self, session: "Session") -> float:
-        current = session.listener.phrases.current
-        if current is not None and current.notes:
-            self._last_human_duration_s = current.notes[-1].duration_s
-        elif session.listener.phrases.last is not None and session.listener.phrases.last.notes:
-            self._last_human_duration_s = session.listener.phrases.last.notes[-1].duration_s
+    def _guess_duration(self, session: SessionView) -> float:
+        newest = session.newest_human_duration_s()
+        if newest is not None:
+            self._last_human_duration_s = newest
         return self._last_human_duration_s
 
     def improvise(self, request: PlayRequest, state_now, steering: Steering, rng: np.random.Generator):
@@ -254,12 +249,12 @@ class TransformerImproviser:
         self.plans.append(plan)
         return plan
 
-    def cancel(self, session: "Session", t_s: float) -> None:
+    def cancel(self, session: SessionView, t_s: float) -> None:
         """The session hushed (barge-in, mode change, end of a trade turn): nothing ahead is played."""
         self.plans.clear()
         self._forget_lookahead()
 
-    def think(self, session: "Session", t_s: float) -> None:
+    def think(self, session: SessionView, t_s: float) -> None:
         """Every engine tick: recover when rested, fill the lookahead up to the horizon, and keep
         a speculative answer ready."""
         if not self.healthy and self.retry_at is not None and t_s >= self.retry_at:
@@ -325,17 +320,17 @@ class TransformerImproviser:
             return False
         started = self._clock()
         try:
-            self._sample_for(plan, now_s)
-        except Exception as exc:  # an engine error must not stop the music: Markov takes over
+            self.sample_for(plan, now_s)
+        except Exception as exc:  # a backend error must not stop the music: Markov takes over
             log.exception("transformer step failed")
-            self._fall_back(f"engine error: {type(exc).__name__}: {exc}", now_s)
+            self._fall_back(f"model backend error: {type(exc).__name__}: {exc}", now_s)
             return False
         cost = self._clock() - started
         self.event_seconds.append(cost)
         self._check_budget(cost, now_s)
         return True
 
-    def _sample_for(self, plan: Plan, now_s: float) -> None:
+    def sample_for(self, plan: Plan, now_s: float) -> None:
         request, steering = plan.request, plan.steering
         context, backend = self.context, self.backend
         state = context.latest
@@ -382,7 +377,7 @@ class TransformerImproviser:
         request = plan.request
         duration = max(0.05, min(DURATION_BINS_S[db], MAX_NOTE_S, request.end_s + 0.5 - onset))
         note = Note(onset, pitch, velocity_of_bin(vb), duration, AI)
-        mode = MODEL_MODES.index(REQUEST_MODES.get(request.kind, "answer"))
+        mode = MODEL_MODES.index(MODEL_MODE_OF_KIND[request.kind])
         event = self.context.make_event((tb, pitch, db, vb, AI), onset, self._tempo, mode, self.style_vector(plan.steering))
         self.context.push_ahead(event, tag=plan, note=note)
         plan.notes_ahead += 1
@@ -461,11 +456,12 @@ class TransformerImproviser:
             return True
         except Exception as exc:
             log.exception("transformer failed")
-            self._fall_back(f"engine error: {type(exc).__name__}: {exc}", self._now)
+            self._fall_back(f"model backend error: {type(exc).__name__}: {exc}", self._now)
             return False
 
     # --- the session's note stream ----------------------------------------------------------------
-    def _peek(self, plan: Plan) -> Note | None:
+    def peek_for(self, plan: Plan) -> Note | None:
+        """The plan's next note (sampled now if nothing is ahead yet), None while it is to come."""
         now_s = plan.state_now().t_s
         if plan.fallback is None and not self.healthy:
             self._hand_over(plan, now_s)
@@ -483,7 +479,8 @@ class TransformerImproviser:
             if plan.fallback is not None:
                 return plan.fallback.peek()
 
-    def _pop(self, plan: Plan) -> Note:
+    def pop_for(self, plan: Plan) -> Note:
+        """The plan's next note is played: it joins the committed context."""
         if plan.fallback is not None:
             return plan.fallback.pop()
         item = self.context.commit_next()
@@ -492,13 +489,13 @@ class TransformerImproviser:
         return item.note
 
     # --- speculative answers ---------------------------------------------------------------------
-    def _speculate(self, session: "Session", t_s: float) -> None:
+    def _speculate(self, session: SessionView, t_s: float) -> None:
         """Keep a candidate answer for the phrase ending as it stands; a few events per tick,
         so no tick is long (its first event is there one tick after the key goes up)."""
         # The prediction changes only when something is played, a key goes up, a knob or the
         # mode moves: not worked out again on every tick of a pause.
         steering = session.steering
-        situation = (self.context.version, session.listener.phrases.last_release_s, steering, session.policy)
+        situation = (self.context.version, session.last_release_s, steering, session.mode_changes)
         if situation != self._speculated_for:
             self._speculated_for = situation
             self._prediction = session.predicted_answer(t_s)

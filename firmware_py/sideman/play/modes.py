@@ -1,18 +1,19 @@
 """The session modes. Each is a policy: it decides *when* the AI plays and what it asks the voice
 for; the voice decides the notes. Policies see the session (listener state, steering, what the AI
-is doing) and call `session.play(request)` or `session.hush()`."""
+is doing) and call `session.play(request)` or `session.hush()`.
+
+A policy also carries its mode's names and conditioning (`Policy`'s class attributes); every table
+of modes (flags, settings, the panel's knob and screen, the network's mode input) derives from
+MODES at the bottom, so a new mode is one class here."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from sideman.controls import value as control_value
 from sideman.listen.phrases import Phrase
 from sideman.play.motifs import call_seed, develop_call
 from sideman.play.request import ANSWER, COMP, DUET, VARIATION, PlayRequest
-
-if TYPE_CHECKING:
-    from sideman.play.session import Session
 
 BEATS_PER_BAR = 4
 MAX_ANSWER_BARS = 8
@@ -21,17 +22,29 @@ LEAD_S = 0.12
 
 
 class Policy:
-    name = "?"
+    """A mode. `session` in every method is the play.session.Session deciding with it."""
+    name = "?"               # flags, settings, presets, the MIDI mode CC
+    screen_label = "?"       # the OLED's mode line (at most 9 characters)
+    knob_label = "?"         # the mode knob's value (at most 5 characters)
+    activity = "answering"   # what the panel says the AI is doing while it plays
+    model_mode = "answer"    # the network's mode input (one of model.conditioning.MODEL_MODES)
 
-    def on_note(self, session: "Session", t_s: float, pitch: int) -> None: ...
-    def on_phrase_end(self, session: "Session", phrase: Phrase, t_s: float) -> None: ...
-    def on_tick(self, session: "Session", t_s: float) -> None: ...
+    def on_note(self, session, t_s: float, pitch: int) -> None: ...
+    def on_phrase_end(self, session, phrase: Phrase, t_s: float) -> None: ...
+    def on_tick(self, session, t_s: float) -> None: ...
+
+    def predict(self, session, t_s: float) -> PlayRequest | None:
+        """The request this mode would make if the phrase being played ended with the key just
+        released (the transformer samples it ahead); None where the mode does not answer phrases."""
+        return None
 
 
 class CallResponse(Policy):
     """Answer when the phrase ends, as long as the call scaled by answer_length (1 to 8 bars);
     stop the moment the player starts again."""
     name = "call-response"
+    screen_label = "CALL-RESP"
+    knob_label = "CALL"
 
     def on_note(self, session, t_s, pitch):
         if session.ai_busy(t_s):
@@ -39,6 +52,17 @@ class CallResponse(Policy):
 
     def on_phrase_end(self, session, phrase, t_s):
         session.play(self.request(session, phrase, t_s, ANSWER, tuple(phrase.notes)), phrase)
+
+    def predict(self, session, t_s):
+        """The answer to the phrase as it stands, decided when every key has stayed up for the
+        phrase-end gap."""
+        phrases = session.listener.phrases
+        current, released = phrases.current, phrases.last_release_s
+        if current is None or released is None or not current.notes:
+            return None
+        decided = max(t_s, released + phrases.end_gap_s())
+        phrase = Phrase(current.start_s, released, sorted(current.notes, key=lambda n: (n.onset_s, n.pitch)))
+        return self.request(session, phrase, decided, ANSWER, tuple(phrase.notes))
 
     @staticmethod
     def request(session, phrase: Phrase, t_s: float, kind: str, material) -> PlayRequest:
@@ -56,6 +80,11 @@ class Variation(CallResponse):
     """Like call and response, but once the player says "keep", every answer is a variation of
     the kept phrase."""
     name = "variation"
+    screen_label = "VARIATION"
+    knob_label = "VAR"
+
+    def predict(self, session, t_s):
+        return None   # a variation is played by the Markov voice, from the kept phrase: nothing to sample ahead
 
     def on_phrase_end(self, session, phrase, t_s):
         if session.kept_phrase is None:
@@ -100,6 +129,10 @@ class _BarByBar(Policy):
 class Comp(_BarByBar):
     """Chords under the player: below their lowest recent note, on the beat grid, sparse."""
     name = "comp"
+    screen_label = "COMP"
+    knob_label = "COMP"
+    activity = "comping"
+    model_mode = "comp"
     kind = COMP
 
     def register(self, session, state):
@@ -110,6 +143,10 @@ class Comp(_BarByBar):
 class Duet(_BarByBar):
     """Play along: lines an octave away from the player's centre, lighter than an answer."""
     name = "duet"
+    screen_label = "DUET"
+    knob_label = "DUET"
+    activity = "playing"
+    model_mode = "duet"
     kind = DUET
     density_scale = 0.6
 
@@ -128,6 +165,9 @@ class Trade(Policy):
     lines counted on the tracked beat; the AI answers the player's last turn. A player turn with no
     notes ends the trading until the next note."""
     name = "trade"
+    screen_label = "TRADE"
+    knob_label = "TRADE"
+    activity = "trading"
 
     def __init__(self):
         self.turn_start: float | None = None
@@ -178,7 +218,7 @@ class Trade(Policy):
         """The beat bars are counted in: the tracked one, folded into the octave of the tempo
         control. A steady eighth-note line is as much 240 BPM as 120 to any tracker; counting
         "4 bars" at the wrong octave would end the player's turn halfway."""
-        configured = 60.0 / float(session.controls.get("tempo_bpm", 120.0))
+        configured = 60.0 / control_value(session.controls, "tempo_bpm")
         if state.beat.confidence < 0.5:
             return configured
         beat = state.beat_s
@@ -200,7 +240,9 @@ def _opening(session, t_s: float, kind: str, material, register) -> tuple:
     return develop_call(material, session.steering.echo, register, call_seed(material, session.seed), scale)
 
 
-MODES = {p.name: p for p in (CallResponse, Comp, Trade, Duet, Variation)}
+# In the mode knob's and the MIDI mode CC's order.
+MODES: dict[str, type[Policy]] = {p.name: p for p in (CallResponse, Comp, Trade, Duet, Variation)}
+MODE_NAMES: tuple[str, ...] = tuple(MODES)
 
 
 def make_policy(name: str) -> Policy:

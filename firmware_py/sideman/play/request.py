@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from sideman.model.events import Note
 
 ANSWER, COMP, DUET, VARIATION = "answer", "comp", "duet", "variation"
+# The network's mode input for each kind of request (model.conditioning.MODEL_MODES): a variation
+# is conditioned as an answer.
+MODEL_MODE_OF_KIND = {ANSWER: "answer", COMP: "comp", DUET: "duet", VARIATION: "answer"}
 
 
 @dataclass(frozen=True)

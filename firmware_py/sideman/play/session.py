@@ -15,13 +15,14 @@ import numpy as np
 
 from sideman import messages as mm
 from sideman.clock import NS_PER_S
-from sideman.controls import CONTROLS
+from sideman.controls import defaults as control_defaults
+from sideman.controls import value as control_value
 from sideman.listen.listener import Listener, ListenerState
 from sideman.listen.phrases import Phrase
 from sideman.model.events import Note
 from sideman.model.voice import HUSH
 from sideman.play.note_stream import NoteStream, PeekableNotes
-from sideman.play.modes import CallResponse, Variation, make_policy
+from sideman.play.modes import make_policy
 from sideman.play.request import ANSWER, PlayRequest
 from sideman.play.steering import Steering
 from sideman.play.texture import dress
@@ -61,11 +62,12 @@ class Session:
     def __init__(self, improviser, mode: str = "call-response", controls: dict | None = None,
                  styles: tuple[str, ...] = ("mehldau",), seed: int = 0, answer_on_grid: bool = True):
         self.improviser = improviser
-        self.controls = controls if controls is not None else {c.name: c.default for c in CONTROLS}
+        self.controls = controls if controls is not None else control_defaults()
         self.styles = styles
         self.warnings: list[str] = []   # e.g. a style table that could not be loaded
-        self.listener = Listener(tempo_bpm=float(self.controls.get("tempo_bpm", 120.0)))
+        self.listener = Listener(tempo_bpm=control_value(self.controls, "tempo_bpm"))
         self.policy = make_policy(mode)
+        self.mode_changes = 0
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.answer_on_grid = answer_on_grid
@@ -88,6 +90,10 @@ class Session:
     def name(self) -> str:
         return f"{self.improviser.name}/{self.policy.name}"
 
+    @property
+    def improviser_name(self) -> str:
+        return self.improviser.name
+
     def use_clock(self, clock_follower) -> None:
         """Follow incoming MIDI clock (tempo and beat) when it runs."""
         self.listener.clock = clock_follower
@@ -96,7 +102,7 @@ class Session:
         t = self._clock_s = t_ns / NS_PER_S
         self._out = []
         if message[0] & 0xF0 == mm.CONTROL_CHANGE and len(message) == 3 \
-                and message[1] == int(self.controls.get("keep_cc", 80)) and message[2] >= 64:
+                and message[1] == control_value(self.controls, "keep_cc") and message[2] >= 64:
             self.keep_phrase(t)
         heard = self.listener.hear(message, t)
         self._state_cache = None
@@ -116,7 +122,7 @@ class Session:
         t = self._clock_s = t_ns / NS_PER_S
         self._out = []
         self._state_cache = None
-        self.listener.phrases.patience = float(self.controls.get("patience", 0.5))
+        self.listener.phrases.patience = control_value(self.controls, "patience")
         heard = self.listener.tick(t)
         if heard.phrase_ended is not None:
             phrase = heard.phrase_ended
@@ -143,7 +149,7 @@ class Session:
 
     @property
     def trade_bars(self) -> int:
-        return int(self.controls.get("trade_bars", 4))
+        return control_value(self.controls, "trade_bars")
 
     def state(self, t_s: float) -> ListenerState:
         if self._state_cache is None or self._state_cache[0] != t_s:
@@ -183,19 +189,26 @@ class Session:
         """What the listener knows at the time being handled (voices read it as they go)."""
         return self.state(self._now())
 
+    # --- what the improviser reads (contracts.SessionView) -----------------------------------
     def predicted_answer(self, t_s: float) -> PlayRequest | None:
-        """Call and response only: the answer the policy would ask for if the phrase being played
-        has ended with the key just released (every key is up and stays up for the phrase-end
-        gap). The transformer samples it ahead (a speculative answer)."""
-        if not isinstance(self.policy, CallResponse) or isinstance(self.policy, Variation):
-            return None
+        """The answer the mode would ask for if the phrase being played has ended with the key
+        just released (call and response only). The transformer samples it ahead."""
+        return self.policy.predict(self, t_s)
+
+    @property
+    def model_mode(self) -> str:
+        return self.policy.model_mode
+
+    @property
+    def last_release_s(self) -> float | None:
+        return self.listener.phrases.last_release_s
+
+    def newest_human_duration_s(self) -> float | None:
         phrases = self.listener.phrases
-        current, released = phrases.current, phrases.last_release_s
-        if current is None or released is None or not current.notes:
-            return None
-        decided = max(t_s, released + phrases.end_gap_s())
-        phrase = Phrase(current.start_s, released, sorted(current.notes, key=lambda n: (n.onset_s, n.pitch)))
-        return CallResponse.request(self, phrase, decided, ANSWER, tuple(phrase.notes))
+        for phrase in (phrases.current, phrases.last):
+            if phrase is not None and phrase.notes:
+                return phrase.notes[-1].duration_s
+        return None
 
     def keep_phrase(self, t_s: float) -> Phrase | None:
         """"Keep that phrase": the last finished phrase (or the one being played) becomes the
@@ -220,6 +233,7 @@ class Session:
 
     def set_mode(self, mode: str, t_s: float) -> None:
         self.policy = make_policy(mode)
+        self.mode_changes += 1
         self.hush(t_s)
 
     def recent_human_notes(self) -> list[Note]:

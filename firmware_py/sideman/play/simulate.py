@@ -73,7 +73,8 @@ class SimulatedScheduler:
 
 
 @dataclass
-class Duet:
+class Recording:
+    """What a simulated session played: the human's events, the AI's notes, and the session (its log)."""
     human: list[Event]
     ai: list[Note]
     session: Session
@@ -116,7 +117,7 @@ class Duet:
 
 
 def play_performance(events: list[Event], session: Session, tail_s: float = TAIL_S,
-                     extra_messages: list[tuple[float, tuple]] = ()) -> Duet:
+                     extra_messages: list[tuple[float, tuple]] = ()) -> Recording:
     """extra_messages: (time, message) the player also sends, e.g. the "keep" CC."""
     messages = sorted(performance_messages(events) + list(extra_messages), key=lambda item: item[0])
     scheduler = SimulatedScheduler()
@@ -133,7 +134,7 @@ def play_performance(events: list[Event], session: Session, tail_s: float = TAIL
         scheduler.take(session.tick(int(t * NS_PER_S)), t)
     session.hush(end_s)
     scheduler.finish(end_s)
-    return Duet(events, sorted(scheduler.notes, key=lambda n: (n.onset_s, n.pitch)), session)
+    return Recording(events, sorted(scheduler.notes, key=lambda n: (n.onset_s, n.pitch)), session)
 
 
 def _distribution(values: list[float]) -> dict:

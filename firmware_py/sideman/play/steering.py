@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sideman.controls import value as control_value
+
 
 @dataclass(frozen=True)
 class Steering:
@@ -20,19 +22,19 @@ class Steering:
     @classmethod
     def from_controls(cls, controls: dict, styles: tuple[str, ...] = ("mehldau",)) -> "Steering":
         """styles: the one or two styles the style_blend control moves between."""
-        blend = float(controls.get("style_blend", 0.0))
+        blend = control_value(controls, "style_blend")
         if len(styles) == 2:
             mix = ((styles[0], 1.0 - blend), (styles[1], blend))
         else:  # one style, or more than the control can move between: an even mix
             mix = tuple((name, 1.0 / len(styles)) for name in styles)
         return cls(styles=tuple((name, w) for name, w in mix if w > 0),
-                   temperature=float(controls.get("temperature", 1.0)),
-                   density=float(controls.get("density", 0.5)),
-                   chord_bias=float(controls.get("chord_bias", 0.6)),
-                   answer_length=float(controls.get("answer_length", 1.0)),
-                   register_shift=int(controls.get("register_shift", 0)),
-                   echo=float(controls.get("echo", 0.5)),
-                   left_hand=float(controls.get("left_hand", 0.5)))
+                   temperature=control_value(controls, "temperature"),
+                   density=control_value(controls, "density"),
+                   chord_bias=control_value(controls, "chord_bias"),
+                   answer_length=control_value(controls, "answer_length"),
+                   register_shift=control_value(controls, "register_shift"),
+                   echo=control_value(controls, "echo"),
+                   left_hand=control_value(controls, "left_hand"))
 
 
 def parse_style(text: str) -> tuple[tuple[str, float], ...]:

@@ -68,15 +68,15 @@ def make_transformer_session(mode: str = "call-response", style_spec: str = DEFA
     session = make_session(mode, style_spec, controls, seed, answer_on_grid, warn)
     folder = Path(model_dir) if model_dir is not None else models_dir() / TRANSFORMER_DIR
     try:
-        bundle, engine = open_model(folder, backend, warn)
+        bundle, model_backend = open_model(folder, backend, warn)
     except ModelFileError as exc:
         return _markov_instead(session, str(exc), warn)
     try:
-        engine.warm_up()
+        model_backend.warm_up()
     except Exception as exc:  # a graph that loads but cannot run (onnxruntime raises its own types)
-        return _markov_instead(session, f"{folder}: the {engine.name} backend failed warming up "
+        return _markov_instead(session, f"{folder}: the {model_backend.name} backend failed warming up "
                                         f"({type(exc).__name__}: {exc})", warn)
-    session.improviser = TransformerImproviser(bundle, engine, session.improviser, horizon_s=horizon_s,
+    session.improviser = TransformerImproviser(bundle, model_backend, session.improviser, horizon_s=horizon_s,
                                                step_budget_s=step_budget_s)
     return session
 

@@ -71,6 +71,11 @@ class HotplugWatcher:
             except Exception:  # a flaky backend must not stop hot-plug for good
                 log.exception("hot-plug check of %s failed", port_set.label)
 
+    @property
+    def died(self) -> bool:
+        """Started, and its thread is no longer running (the service's health check)."""
+        return self._thread is not None and not self._thread.is_alive()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sideman-hotplug", daemon=True)
         self._thread.start()

@@ -119,6 +119,11 @@ class Scheduler:
         return sent
 
     # --- the thread ---------------------------------------------------------------------------
+    @property
+    def died(self) -> bool:
+        """Started, and its thread is no longer running (the service's health check)."""
+        return self._thread is not None and not self._thread.is_alive()
+
     def start(self) -> None:
         self._running = True
         self._thread = threading.Thread(target=self._run, name="sideman-sender", daemon=True)

@@ -18,10 +18,7 @@ STATUS_REFRESH_NS = 2_000_000_000  # how often the engine loop checks whether th
 def box_healthy(box) -> bool:
     """The threads the music needs are alive: the sender (AI notes, panic) and the hot-plug watcher.
     (The engine's own health is that it calls us at all.)"""
-    for thread in (getattr(box.scheduler, "_thread", None), getattr(box.watcher, "_thread", None)):
-        if thread is not None and not thread.is_alive():
-            return False
-    return True
+    return not box.scheduler.died and not (box.watcher is not None and box.watcher.died)
 
 
 class ServiceHooks:
