@@ -464,14 +464,15 @@ def test_a_knob_turned_during_an_answer_acts_on_its_next_notes(tiny_bundle):
 
 
 def test_model_bench_reports_each_backend_side_by_side():
-    from sideman.bench.model import run_model_bench
+    from sideman_bench.model import run_model_bench
 
     result = run_model_bench(("torch", "onnx"), events=120)
     rows = result["backends"]
     assert [r["backend"] for r in rows] == ["torch", "onnx"], rows
     for row in rows:
-        assert row["event"]["n"] > 0 and row["rtf"] > 0 and row["peak_rss_mb"] > 0 and row["ready_s"] > 0
-        assert row["markov_event"]["n"] > 0
+        assert row["event"]["n"] == 120 and row["markov_event"]["n"] > 0
+        # Real time: the music generated lasts longer than it took to compute.
+        assert row["rtf"] > 1 and 0 < row["ready_s"] < 60 and row["peak_rss_mb"] > 50
     assert rows[0]["torch_loaded"] and not rows[1]["torch_loaded"]
     assert "onnx" in result["ratios_vs_torch"]
 
@@ -494,7 +495,7 @@ def test_playing_along_with_the_transformer_keeps_playing_past_the_first_minute(
     left-hand chords, the pedal; 120 BPM): the AI plays in every 25 s. (The session used to drop a
     plan whose next note was not sampled yet as if it were over; from about 45 s on every bar was
     dropped and the AI fell silent for good: found by the hour's soak.)"""
-    from sideman.bench.soak import player_phrase
+    from sideman_bench.soak import player_phrase
 
     rng = np.random.default_rng(1)
     played, t = [], 0.5

@@ -13,6 +13,7 @@ import pytest
 from midi_probe import sounding_after, wait_until
 from music_fixtures import fixture_markov
 from sideman import messages as mm
+from sideman.clock import NS_PER_S
 from sideman.box import Box, BoxConfig
 from sideman.panel.controller import PanelController
 from sideman.panel.events import Click, Press, Turn
@@ -146,17 +147,31 @@ def test_long_panic_mutes_the_ai_and_a_second_long_press_unmutes(rig):
     panel.post(Press("panic", long=True))
     settle(panel, clock)
     assert box.engine.muted and panel.home(clock.t).activity == "muted"
-    # A whole phrase, then the silence that ends it: muted, the answer never reaches the synth.
-    t0 = time.monotonic_ns()
-    for i, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
-        box.on_human((mm.NOTE_ON, pitch, 80), t0 + i * 150_000_000)
-        box.on_human((mm.NOTE_OFF, pitch, 0), t0 + i * 150_000_000 + 100_000_000)
-    assert wait_until(lambda: box.voice.log.answers, timeout_s=5)
-    time.sleep(0.5)
-    assert not [m for m in synth.messages() if m[0] == mm.NOTE_ON | AI]
+
+    def phrase_then_its_answer_is_due():
+        """A whole phrase, then the silence that ends it; returns once the answer's first note
+        was due 0.3 s ago (so a late answer cannot pass for a muted one)."""
+        t0 = time.monotonic_ns()
+        for i, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
+            box.on_human((mm.NOTE_ON, pitch, 80), t0 + i * 150_000_000)
+            box.on_human((mm.NOTE_OFF, pitch, 0), t0 + i * 150_000_000 + 100_000_000)
+        answers = box.voice.log.answers
+        assert wait_until(lambda: answers and answers[-1].start_s * NS_PER_S > t0 and
+                          answers[-1].first_note_s is not None, timeout_s=5)
+        assert wait_until(lambda: time.monotonic() > answers[-1].first_note_s + 0.3, timeout_s=5)
+
+    def ai_note_ons():
+        return [m for m in synth.messages() if m[0] == mm.NOTE_ON | AI]
+
+    phrase_then_its_answer_is_due()
+    assert not ai_note_ons()   # muted: the answer was played into nothing
     panel.post(Press("panic", long=True))
     settle(panel, clock)
     assert not box.engine.muted
+    # Unmuted, the same phrase's answer reaches the synth: the silence above was the mute.
+    time.sleep(1.0)
+    phrase_then_its_answer_is_due()
+    assert ai_note_ons()
 
 
 def test_keep_button_keeps_the_phrase_for_variation(rig):

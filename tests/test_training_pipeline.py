@@ -66,7 +66,8 @@ def corpus(tmp_path_factory) -> Path:
 
 CONFIG = """
 [data]
-context = 32
+# 64: the live voice (which evaluation plays) slides its cache SLIDE_MARGIN events before it is full
+context = 64
 batch_size = 8
 min_files_per_style = 2
 spare_styles = 2

@@ -97,9 +97,6 @@ class StyleProfile:
     polyphony = property(lambda self: self.histogram("polyphony"))
     register = property(lambda self: self.histogram("register"))
 
-    def histograms(self) -> dict[str, np.ndarray]:
-        return {name: self.histogram(name) for name in HISTOGRAMS}
-
     def add(self, other: "StyleProfile") -> "StyleProfile":
         """Adds other's counts to this profile (in place) and returns it."""
         for name in HISTOGRAMS:

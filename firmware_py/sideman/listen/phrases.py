@@ -125,7 +125,3 @@ class PhraseListener:
         phrase.notes.sort(key=lambda n: (n.onset_s, n.pitch))
         self.current, self.last = None, phrase
         return phrase
-
-    def release_all(self, t_s: float) -> None:
-        for pitch in list(self._held):
-            self.note_off(t_s, pitch)
