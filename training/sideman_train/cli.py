@@ -14,7 +14,7 @@ COMMAND_MODULES = ("markov_build", "prepare", "fit", "finetune", "evaluate", "ex
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sideman-train", description="Sideman's off-device training pipeline.")
+    parser = argparse.ArgumentParser(prog="sideman-train", description="Sideman's off-device pipeline: models trained, evaluated and exported; the box's listening and answers measured on real music.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"sideman_train.{name}").add_commands(commands)
