@@ -65,8 +65,8 @@ def add_commands(commands) -> None:
     p.add_argument("--partner-data", type=Path, help="the partner's real files (default: PiJAMA val of that pianist)")
     p.add_argument("--prompts", type=int, default=12, help="prompts per real set for continuations")
     p.add_argument("--length", type=int, default=160, help="notes kept per continuation at most (its first ones)")
-    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                   help="engine of the box's voice for the musical metrics and samples (default: the box's choice)")
+    p.add_argument("--model-backend", choices=BACKEND_NAMES, default="auto",
+                   help="where the box's voice runs for the musical metrics and samples (default: the box's choice)")
     p.add_argument("--limit", type=int, help="at most this many files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nll-only", action="store_true", help="skip the musical metrics (generation)")
@@ -165,10 +165,10 @@ class BoxVoice:
     def open(cls, folder: Path, backend: str = "auto", styles: tuple[str, ...] = ()) -> "BoxVoice":
         """The model folder on `backend` (auto: the box's choice, onnx when exported); raises
         ModelFileError saying why it cannot play."""
-        bundle, engine = open_model_backend(folder, backend, warn=lambda message: None)
-        engine.warm_up()
+        bundle, model_backend = open_model_backend(folder, backend, warn=lambda message: None)
+        model_backend.warm_up()
         markov, _ = load_styles(",".join(styles) or bundle.default_style, warn=lambda message: None)
-        return cls(bundle, engine, markov)
+        return cls(bundle, model_backend, markov)
 
     def session(self, mode: str, blend: dict[str, float], seed: int = 0, **controls) -> Session:
         """blend: one style, or two with their shares (the style_blend control between them);
@@ -186,7 +186,7 @@ class BoxVoice:
     def play(self, human: list[Event], mode: str, blend: dict[str, float], seed: int = 0,
              tail_s: float = TAIL_S, **controls) -> Recording:
         duet = play_performance(human, self.session(mode, blend, seed, **controls), tail_s=tail_s)
-        if not duet.session.improviser.healthy:   # an engine error: the Markov voice took over
+        if not duet.session.improviser.healthy:   # a backend error: the Markov voice took over
             raise RuntimeError(f"the transformer failed: {duet.session.improviser.reason}")
         return duet
 
@@ -365,7 +365,7 @@ def run(args) -> int:
     voice = None
     if not args.nll_only or args.samples:
         try:   # the box's voice: everything played below goes through its session
-            voice = BoxVoice.open(args.model, args.backend, (style, args.partner) if args.partner else (style,))
+            voice = BoxVoice.open(args.model, args.model_backend, (style, args.partner) if args.partner else (style,))
         except ModelFileError as exc:
             print(f"sideman-train eval: {exc}", file=sys.stderr)
             return 2
