@@ -484,7 +484,7 @@ def test_tensorrt_asked_for_without_its_provider_says_so_and_plays_on_torch():
     if "TensorrtExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime has TensorRT")
     said = []
-    session = make_transformer_session("call-response", backend="tensorrt", warn=said.append)
+    session = make_transformer_session("call-response", model_backend="tensorrt", warn=said.append)
     assert session.improviser.name == "transformer[torch]"
     assert any("TensorRT execution provider" in text and "torch" in text for text in said)
     assert open_backend(load_bundle(SHIPPED), "auto").name == "onnx"   # auto does not ask for it

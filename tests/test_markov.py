@@ -356,18 +356,18 @@ def test_train_and_score_commands_on_a_folder(tmp_path, capsys):
     (data / "broken.midi").write_bytes(b"MThd garbage")
     out = tmp_path / "tables"
 
-    assert main(["markov", "--data", str(data), "--name", "mine", "--out", str(out), "--quiet"]) == 0
+    assert main(["markov", "--folder", str(data), "--name", "mine", "--out", str(out), "--quiet"]) == 0
     said = capsys.readouterr()
     assert "broken.midi" in said.err and "4 files (1 skipped)" in said.out
     assert (out / "mine.npz").is_file()
 
-    assert main(["markov-score", "--table", str(out / "mine.npz"), "--data", str(data), "--json",
+    assert main(["markov-score", "--table", str(out / "mine.npz"), "--folder", str(data), "--json",
                  "--per-file", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["files"] == 4 and report["events"] == sum(f["events"] for f in report["per_file"])
     assert report["bits_per_event"] < report["baseline_bits_per_event"]
 
-    assert main(["markov-score", "--table", str(tmp_path / "none.npz"), "--data", str(data)]) == 2
+    assert main(["markov-score", "--table", str(tmp_path / "none.npz"), "--folder", str(data)]) == 2
     assert "none.npz" in capsys.readouterr().err
 
 

@@ -227,7 +227,7 @@ def test_prepare_folder_writes_cache_and_skips_bad_files(tmp_path, capsys):
 
     # one process gives the same cache; --artist names every file
     out1 = tmp_path / "cache1"
-    assert run_prepare(["--folder", str(corpus), "--artist", "Somebody", "--out", str(out1),
+    assert run_prepare(["--folder", str(corpus), "--pianist", "Somebody", "--out", str(out1),
                         "--jobs", "1", "--quiet"]) == 0
     index1 = json.loads((out1 / "index.json").read_text(encoding="utf-8"))
     assert [r["path"] for r in index1["performances"]] == [r["path"] for r in index["performances"]]

@@ -129,7 +129,7 @@ def test_fit_resumes_where_it_stopped(trained):
 
 def eval_report(capsys, model, corpus, artist, style, *extra) -> dict:
     capsys.readouterr()
-    assert sideman_train("eval", "--model", model, "--data", corpus, "--artist", artist, "--split", "val",
+    assert sideman_train("eval", "--model", model, "--folder", corpus, "--pianist", artist, "--split", "val",
                          "--style", style, "--all-styles", "--json", *extra) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -156,7 +156,7 @@ def test_eval_skips_broken_files_and_reads_folders_it_has_never_seen(trained, co
     pianist_file(folder / "one.mid", PIANISTS["Ann Alpha"], seed=7, n=60)
     (folder / "broken.mid").write_bytes(b"MThd\x00\x00garbage")
     capsys.readouterr()
-    assert sideman_train("eval", "--model", trained["model"], "--data", folder, "--json", "--prompts", 1) == 0
+    assert sideman_train("eval", "--model", trained["model"], "--folder", folder, "--json", "--prompts", 1) == 0
     captured = capsys.readouterr()
     assert "skipped" in captured.err and "broken.mid" in captured.err
     assert json.loads(captured.out)["files"] == 1
@@ -165,7 +165,7 @@ def test_eval_skips_broken_files_and_reads_folders_it_has_never_seen(trained, co
 def test_finetune_learns_a_pianist_the_base_never_heard(trained, corpus, capsys):
     model = trained["model"]
     before = eval_report(capsys, model, corpus, "Cy Gamma", "alpha", "--prompts", 1, "--length", 8)
-    assert sideman_train("finetune", "--model", model, "--pijama", corpus, "--artist", "Cy Gamma",
+    assert sideman_train("finetune", "--model", model, "--pijama", corpus, "--pianist", "Cy Gamma",
                          "--split", "train", "--name", "gamma", "--steps", 60, "--lr", 0.05) == 0
     bundle = load_bundle(model)
     assert bundle.style("gamma").source == "finetune"        # listed with the model's styles now
@@ -203,7 +203,7 @@ def test_the_same_script_runs_under_torchrun_with_two_processes(trained, tmp_pat
 def test_finetune_with_lora_adapters_writes_a_merged_model(trained, corpus, tmp_path):
     pytest.importorskip("peft")  # the `train` extra; not needed by the rest of the suite
     out = tmp_path / "lora-model"
-    assert sideman_train("finetune", "--model", trained["model"], "--pijama", corpus, "--artist", "Cy Gamma",
+    assert sideman_train("finetune", "--model", trained["model"], "--pijama", corpus, "--pianist", "Cy Gamma",
                          "--split", "train", "--name", "gamma-lora", "--steps", 40, "--lr", 0.05,
                          "--lora-rank", 4, "--out", out) == 0
     bundle = load_bundle(out)

@@ -45,7 +45,7 @@ def practice_line(seconds: float, seed: int = 0) -> list[tuple[float, int, int, 
 
 def _one_run(voice: str, seconds: float, seed: int, model_backend: str) -> dict:
     controls = {c.name: c.default for c in CONTROLS}
-    session = make_voice(voice, "duet", controls=controls, seed=seed, backend=model_backend)
+    session = make_voice(voice, "duet", controls=controls, seed=seed, model_backend=model_backend)
     box = Box(BoxConfig(backend="jack", autoconnect="", capture=False, mode="duet"), voice=session,
               announce=lambda text: None)
     box.start()

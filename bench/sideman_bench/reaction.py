@@ -27,7 +27,7 @@ NOTE_S = 0.06
 def run_reaction_bench(phrases: int = 100, period: int = 64, rate: int = 48000, seed: int = 1,
                        voice: str = "transformer", model_backend: str = "auto") -> dict:
     with DummyJackServer(name=f"sideman-reaction-{os.getpid()}", rate=rate, period=period):
-        session = make_voice(voice, "call-response", seed=seed, answer_on_grid=False, backend=model_backend)
+        session = make_voice(voice, "call-response", seed=seed, answer_on_grid=False, model_backend=model_backend)
         box = Box(BoxConfig(backend="jack", autoconnect="", capture=False), voice=session,
                   announce=lambda text: None)
         box.start()

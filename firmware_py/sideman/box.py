@@ -94,7 +94,7 @@ class Box:
 
             voice = make_voice(config.voice, config.mode, config.style, config.controls, config.seed,
                                warn=lambda text: self.announce(f"warning: {text}"),
-                               backend=config.model_backend, horizon_s=config.lookahead_s)
+                               model_backend=config.model_backend, horizon_s=config.lookahead_s)
         self.voice = voice
         self.outputs = OutputFanout()
         self.recorder = SessionRecorder() if config.capture else None

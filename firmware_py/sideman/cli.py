@@ -216,7 +216,7 @@ def cmd_play(args) -> int:
     # Offline: time is simulated, so there is no step budget (a slow machine renders the same duet).
     session = make_voice(args.voice, args.mode, args.style, controls, args.seed,
                          warn=lambda text: print(f"sideman: warning: {text}", file=sys.stderr),
-                         backend=args.model_backend, horizon_s=args.lookahead_s, step_budget_s=None)
+                         model_backend=args.model_backend, horizon_s=args.lookahead_s, step_budget_s=None)
     keep_cc = int(controls["keep_cc"])
     duet = play_performance(human, session, extra_messages=[(t, (0xB0, keep_cc, 127)) for t in args.keep_at])
     write_duet_midi(Path(args.out), duet.human, duet.ai, ai_channel=int(controls["ai_channel"]) - 1)

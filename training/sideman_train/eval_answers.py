@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sideman.model.model_files import ModelFileError
-from sideman.paths import models_dir
+from sideman.paths import models_dir, write_atomically
 from sideman_bench.response_gaps import call_response_session
 from sideman.play.session import Session
 from sideman.play.simulate import play_performance
@@ -39,11 +39,11 @@ PER_ANSWER = ("notes_per_second", "pulse_share", "lowest_note", "share_below_48"
 class Voices:
     """The styles and the transformer, loaded once; a fresh session per call."""
 
-    def __init__(self, backend: str = "auto"):
+    def __init__(self, model_backend: str = "auto"):
         self.styles, self.problems = load_styles(warn=lambda message: None)
         self.model = None
         try:
-            self.model = open_model(models_dir() / TRANSFORMER_DIR, backend, warn=lambda message: None)
+            self.model = open_model(models_dir() / TRANSFORMER_DIR, model_backend, warn=lambda message: None)
         except ModelFileError as exc:
             self.problems.append(f"{exc}; no transformer rows")
 
@@ -145,7 +145,7 @@ def run(args) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if out_dir is not None:
-        (out_dir / "answers.json").write_text(text + "\n")
+        write_atomically(out_dir / "answers.json", (text + "\n").encode("utf-8"))
     return 0
 
 

@@ -24,6 +24,8 @@ right hand.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import sys
 import time
@@ -32,12 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sideman.controls import CONTROLS
+from sideman.controls import defaults as control_defaults
 from sideman.midi_files import MidiFileError, read_performance
 from sideman.model.backends import BACKEND_NAMES
 from sideman.model.bundle import Bundle, ModelFileError, load_bundle
 from sideman.model.events import PEDAL_DOWN, PEDAL_UP, Event, Note, Pedal, encode
 from sideman.model.markov import MarkovError, MarkovModel, load_style, style_path
+from sideman.paths import write_atomically
 from sideman.play.improviser import MarkovImproviser
 from sideman.play.live_transformer import TransformerImproviser
 from sideman.play.session import Session
@@ -62,7 +65,8 @@ def add_commands(commands) -> None:
     p.add_argument("--all-styles", action="store_true", help="also score with every other style of the model")
     p.add_argument("--markov", help="Markov baseline: a style name in models/markov or a .npz (default: --style, else mehldau)")
     p.add_argument("--partner", help="blend partner style for the musical metrics (e.g. tatum)")
-    p.add_argument("--partner-data", type=Path, help="the partner's real files (default: PiJAMA val of that pianist)")
+    p.add_argument("--partner-folder", type=Path, help="the partner's real files (default: PiJAMA val of that pianist)")
+    p.add_argument("--partner-data", dest="partner_folder", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--prompts", type=int, default=12, help="prompts per real set for continuations")
     p.add_argument("--length", type=int, default=160, help="notes kept per continuation at most (its first ones)")
     p.add_argument("--model-backend", choices=BACKEND_NAMES, default="auto",
@@ -162,19 +166,19 @@ class BoxVoice:
         self.bundle, self.backend, self.markov = bundle, backend, markov
 
     @classmethod
-    def open(cls, folder: Path, backend: str = "auto", styles: tuple[str, ...] = ()) -> "BoxVoice":
-        """The model folder on `backend` (auto: the box's choice, onnx when exported); raises
+    def open(cls, folder: Path, model_backend: str = "auto", styles: tuple[str, ...] = ()) -> "BoxVoice":
+        """The model folder on `model_backend` (auto: the box's choice, onnx when exported); raises
         ModelFileError saying why it cannot play."""
-        bundle, model_backend = open_model_backend(folder, backend, warn=lambda message: None)
-        model_backend.warm_up()
+        bundle, backend = open_model_backend(folder, model_backend, warn=lambda message: None)
+        backend.warm_up()
         markov, _ = load_styles(",".join(styles) or bundle.default_style, warn=lambda message: None)
-        return cls(bundle, model_backend, markov)
+        return cls(bundle, backend, markov)
 
     def session(self, mode: str, blend: dict[str, float], seed: int = 0, **controls) -> Session:
         """blend: one style, or two with their shares (the style_blend control between them);
         controls: knobs other than their defaults."""
         names = tuple(blend)
-        values = {c.name: c.default for c in CONTROLS}
+        values = control_defaults()
         if len(names) == 2:
             values["style_blend"] = blend[names[1]] / sum(blend.values())
         values.update(controls)
@@ -373,7 +377,7 @@ def run(args) -> int:
     if args.partner and not args.nll_only:
         partner = bundle.style(args.partner)
         try:
-            partner_files = (list_performances(args.partner_data) if args.partner_data
+            partner_files = (list_performances(args.partner_folder) if args.partner_folder
                              else list_performances(args.folder, partner.artist, args.split or "val"))
         except CorpusError as exc:
             print(f"sideman-train eval: the partner's files: {exc}", file=sys.stderr)
@@ -390,8 +394,7 @@ def run(args) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_atomically(args.out, (text + "\n").encode("utf-8"))
     if args.json:
         print(text)
     else:

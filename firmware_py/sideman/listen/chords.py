@@ -69,7 +69,7 @@ SCALES: dict[str, tuple[int, ...]] = {
 # free tensions (0); every other interval is foreign (-FOREIGN). Prior: small costs for rare qualities.
 # Score = template . presence + bias, presence 0..1 per pitch class; linear, so all 21 x 12 chords
 # are one matrix product. Constants set by hand against the jazz voicings in tests/test_chords.py and
-# checked on POP909 (eval_chords.py).
+# checked on POP909 (`sideman-train eval-listen`, training/sideman_train/eval_chords.py).
 MISSING, FOREIGN = 1.3, 0.7
 BASS_IS_ROOT = 1.0  # in jazz comping the left hand's lowest note is the root far more often than not
 BASS_WEIGHT = 0.5   # extra presence of the bass pitch class (share of the loudest)

@@ -1,7 +1,7 @@
 """The jazz-piano transformer: one backbone step per musical event, two voices in one stream.
 
 A pure network (nanoGPT-shaped: config, attention, MLP, block, model). No session state lives here:
-the KV cache goes in and comes out of `step`, so the live engine can roll back by keeping an old cache,
+the KV cache goes in and comes out of `step`, so the live voice can roll back by keeping an old cache,
 and the same function exports to a static-shape ONNX/TensorRT graph.
 
 Sequence layout. Position t predicts event t. Its input is the *previous* event (a learned

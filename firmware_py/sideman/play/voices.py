@@ -59,7 +59,7 @@ def make_session(mode: str = "call-response", style_spec: str = DEFAULT_STYLE, c
 
 def make_transformer_session(mode: str = "call-response", style_spec: str = DEFAULT_STYLE,
                              controls: dict | None = None, seed: int = 0, answer_on_grid: bool = True,
-                             model_dir: Path | str | None = None, backend: str = "auto",
+                             model_dir: Path | str | None = None, model_backend: str = "auto",
                              horizon_s: float = HORIZON_S, step_budget_s: float | None = STEP_BUDGET_S,
                              warn=log.warning) -> Session:
     """A session on the transformer, the Markov voice standing by (it takes over on any trouble).
@@ -68,36 +68,36 @@ def make_transformer_session(mode: str = "call-response", style_spec: str = DEFA
     session = make_session(mode, style_spec, controls, seed, answer_on_grid, warn)
     folder = Path(model_dir) if model_dir is not None else models_dir() / TRANSFORMER_DIR
     try:
-        bundle, model_backend = open_model(folder, backend, warn)
+        bundle, backend = open_model(folder, model_backend, warn)
     except ModelFileError as exc:
         return _markov_instead(session, str(exc), warn)
     try:
-        model_backend.warm_up()
+        backend.warm_up()
     except Exception as exc:  # a graph that loads but cannot run (onnxruntime raises its own types)
-        return _markov_instead(session, f"{folder}: the {model_backend.name} backend failed warming up "
+        return _markov_instead(session, f"{folder}: the {backend.name} backend failed warming up "
                                         f"({type(exc).__name__}: {exc})", warn)
-    session.improviser = TransformerImproviser(bundle, model_backend, session.improviser, horizon_s=horizon_s,
+    session.improviser = TransformerImproviser(bundle, backend, session.improviser, horizon_s=horizon_s,
                                                step_budget_s=step_budget_s)
     return session
 
 
-def open_model(folder: Path, backend: str = "auto", warn=log.warning):
-    """(bundle, backend) for the model folder. onnx (auto's first choice) reads the exported
+def open_model(folder: Path, model_backend: str = "auto", warn=log.warning):
+    """(bundle, backend) for the model folder, on the model backend asked for (auto, onnx, tensorrt, torch). onnx (auto's first choice) reads the exported
     graphs without torch; torch reads the weights. Raises ModelFileError saying what went wrong
     with each when neither can run."""
     from sideman.model.backends import BackendError, onnx_available, open_backend
     from sideman.model.onnx_bundle import load_onnx_bundle
 
     problems = []
-    if backend in ("auto", "onnx", "tensorrt"):
+    if model_backend in ("auto", "onnx", "tensorrt"):
         try:
             bundle = load_onnx_bundle(folder)
-            if backend != "auto" or onnx_available(bundle):
-                return bundle, open_backend(bundle, backend)
+            if model_backend != "auto" or onnx_available(bundle):
+                return bundle, open_backend(bundle, model_backend)
         except (ModelFileError, BackendError) as exc:
             exported = (folder / "onnx").is_dir()
-            if backend != "auto" or exported:   # a broken export is news; no export at all is not
-                warn(f"model backend {backend}: {exc}; the transformer tries torch")
+            if model_backend != "auto" or exported:   # a broken export is news; no export at all is not
+                warn(f"model backend {model_backend}: {exc}; the transformer tries torch")
             problems.append(str(exc))
     try:
         from sideman.model.bundle import load_bundle
@@ -122,7 +122,7 @@ def _markov_instead(session: Session, problem: str, warn) -> Session:
 def make_voice(name: str, mode: str = "call-response", style_spec: str = DEFAULT_STYLE,
                controls: dict | None = None, seed: int = 0, warn=log.warning, answer_on_grid: bool = True,
                **model_options):
-    """The voice by name. model_options (backend, horizon_s, step_budget_s, model_dir) are the
+    """The voice by name. model_options (model_backend, horizon_s, step_budget_s, model_dir) are the
     transformer's; the other voices do not take them."""
     if name == "transformer":
         return make_transformer_session(mode, style_spec, controls, seed, answer_on_grid, warn=warn, **model_options)
