@@ -39,7 +39,7 @@ def call_response_session(styles, seed: int, model=None, timer_s: float | None =
 
 def run_gap_bench(folder: Path, limit: int | None = None, seed: int = 0, progress: bool = False,
                   voice: str = "transformer", model_backend: str = "auto") -> dict:
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi"))[:limit]
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in (".mid", ".midi"))[:limit]
     styles, problems = load_styles()
     model = None
     if voice == "transformer":

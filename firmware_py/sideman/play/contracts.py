@@ -70,6 +70,10 @@ class Improviser(Protocol):
         """The notes for a request, in onset order (an iterator, or a stream with peek/pop)."""
     def available_styles(self) -> list[str]: ...
 
+    @property
+    def status(self) -> dict:
+        """voice (who plays now), reason (why it handed over, else ""), fallbacks; more per voice."""
+
 
 @runtime_checkable
 class Partner(Protocol):
@@ -81,6 +85,14 @@ class Partner(Protocol):
     @property
     def improviser_name(self) -> str:
         """Who is playing now (the transformer, or the Markov voice standing in)."""
+
+    @property
+    def improviser_status(self) -> dict:
+        """The improviser's status (Improviser.status): why it handed over, its fall-backs."""
+
+    @property
+    def mode(self) -> str:
+        """The mode playing now (the panel may have changed it since the box started)."""
 
     def state(self, t_s: float) -> ListenerState: ...
     def ai_busy(self, t_s: float) -> bool: ...

@@ -36,6 +36,11 @@ class MarkovImproviser:
         self.model = next(iter(self.styles.values()))
         self.live_learning_weight = live_learning_weight
 
+    @property
+    def status(self) -> dict:
+        """The Markov voice is the last resort: it always plays and hands over to nobody."""
+        return {"voice": "markov", "reason": "", "fallbacks": 0}
+
     def learn(self, notes: list[Note]) -> None:
         """The player's phrase joins every style's live layer (the Continuator idea)."""
         if len(notes) >= 2:

@@ -94,6 +94,14 @@ class Session:
     def improviser_name(self) -> str:
         return self.improviser.name
 
+    @property
+    def improviser_status(self) -> dict:
+        return self.improviser.status
+
+    @property
+    def mode(self) -> str:
+        return self.policy.name
+
     def use_clock(self, clock_follower) -> None:
         """Follow incoming MIDI clock (tempo and beat) when it runs."""
         self.listener.clock = clock_follower

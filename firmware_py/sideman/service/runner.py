@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from sideman.play.contracts import Partner
 from sideman.service.notify import Notifier
 from sideman.service.watchdog import WatchdogFeeder
 
@@ -60,12 +61,11 @@ class ServiceHooks:
 
     @staticmethod
     def status_line(box) -> str:
-        voice = getattr(box.voice, "name", "?")
-        policy = getattr(box.voice, "policy", None)  # the session's current mode (the panel may change it)
-        mode = getattr(policy, "name", None) or box.config.mode
+        partner = box.voice if isinstance(box.voice, Partner) else None
+        mode = partner.mode if partner is not None else box.config.mode   # the panel may have changed it
         outputs = len(box.outputs.names())
-        line = f"playing: voice {voice}, mode {mode}, {outputs} output{'s' if outputs != 1 else ''}"
-        reason = getattr(getattr(box.voice, "improviser", None), "reason", "")
+        line = f"playing: voice {box.voice.name}, mode {mode}, {outputs} output{'s' if outputs != 1 else ''}"
+        reason = partner.improviser_status.get("reason", "") if partner is not None else ""
         if reason:   # the transformer handed over to the Markov voice, and why
             line += f", {reason}"
         engine = box.engine
