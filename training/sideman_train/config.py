@@ -29,7 +29,7 @@ DEFAULTS: dict = {
     },
     "model": {"d_model": 256, "n_layers": 6, "n_heads": 4, "d_ff": 1024, "head_hidden": 256, "dropout": 0.1},
     "train": {"steps": 4000, "lr": 1e-3, "warmup_steps": 200, "weight_decay": 0.05, "grad_clip": 1.0,
-              "eval_every": 250, "seed": 0, "amp": True, "threads": 0},  # threads 0: torch's default
+              "eval_every": 250, "seed": 0, "amp": "auto", "threads": 0},  # threads 0: torch's default
 }
 
 

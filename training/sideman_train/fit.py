@@ -3,7 +3,10 @@
     sideman-train fit --config training/configs/pijama-cpu.toml --pijama ../shared/data/pijama \
                       --out models/transformer
 
-One script for every machine: CPU here, CUDA with bf16 autocast when a GPU is present, and the
+One script for every machine, CPU here or CUDA when a GPU is present. Precision (`[train] amp`):
+"auto" (the default) trains in bf16 autocast where bf16 is fast (CUDA; a CPU with AVX512-BF16 or AMX)
+and in fp32 elsewhere: on an AVX2-only CPU a bf16 matmul runs ~20x slower than fp32 (measured,
+training/README.md); true or false force it. The
 same file under `torchrun --nproc_per_node N -m sideman_train.cli fit …` for several GPUs (each rank
 draws its own windows; rank 0 validates and writes). The corpus cache is built first when missing
 (`sideman-train prepare`). Checkpoints are written every validation, so `--resume` carries on after
@@ -59,6 +62,15 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """The CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), so bf16 autocast is faster than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def learning_rate(step: int, cfg: dict, time_share: float = 0.0) -> float:
@@ -149,10 +161,14 @@ def run(args) -> int:
     say(f"model: {model.parameter_count() / 1e6:.2f} M parameters on {device}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["train"]["lr"],
                                   weight_decay=config["train"]["weight_decay"], betas=(0.9, 0.98))
-    use_amp = device.type == "cuda" and config["train"].get("amp", True)
+    amp = config["train"].get("amp", "auto")
+    if amp not in ("auto", True, False):
+        raise SystemExit(f"sideman-train fit: train.amp must be \"auto\", true or false, not {amp!r}")
+    use_amp = (device.type == "cuda" or cpu_has_fast_bf16()) if amp == "auto" else bool(amp)
+    say(f"precision: {'bf16 autocast' if use_amp else 'fp32'} (amp = {amp!r})")
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else torch.autocast("cpu", enabled=False)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
 
     start_step, best_val, history = 0, float("inf"), []
     checkpoint_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
