@@ -81,6 +81,15 @@ def _shifted(notes, by: float) -> tuple[Note, ...]:
     return tuple(Note(n.onset_s - by, n.pitch, n.velocity, n.duration_s) for n in notes)
 
 
+def _readable(paths):
+    """(path, notes) for each file that reads; a broken file is skipped."""
+    for path in paths:
+        try:
+            yield path, _notes(path)
+        except MidiFileError:
+            continue
+
+
 def horn_calls(folder: Path, per_file: int = 2) -> list[Call]:
     """Calls from a folder of monophonic solos (none when it holds no MIDI files)."""
     try:
@@ -88,11 +97,7 @@ def horn_calls(folder: Path, per_file: int = 2) -> list[Call]:
     except CorpusError:
         return []
     calls = []
-    for path in paths:
-        try:
-            notes = _notes(path)
-        except MidiFileError:
-            continue
+    for path, notes in _readable(paths):
         usable = [p for p in split_at_rests(notes, HORN_REST_S)
                   if len(p) >= MIN_NOTES and HORN_SECONDS[0] <= _span(p) <= HORN_SECONDS[1]]
         picked = [0, len(usable) // 2][:per_file] if usable else []
@@ -105,11 +110,7 @@ def horn_calls(folder: Path, per_file: int = 2) -> list[Call]:
 def piano_pairs(paths: list[Path], per_file: int | None = None) -> list[Call]:
     """(call, his own answer) pairs from solo piano files; per_file=None keeps every pair."""
     calls = []
-    for path in paths:
-        try:
-            notes = _notes(path)
-        except MidiFileError:
-            continue
+    for path, notes in _readable(paths):
         phrases = split_at_onset_gaps(notes, PIANO_REST_S)
         kept = 0
         for k, (call, answer) in enumerate(zip(phrases, phrases[1:])):
