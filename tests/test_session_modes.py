@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from music_fixtures import fixture_session, line, scale_walk
+from music_fixtures import fixture_markov, fixture_session, line, scale_walk
 from sideman.model.events import Note, Pedal
+from sideman.play.improviser import MarkovImproviser
+from sideman.play.session import Session
 from sideman.play.simulate import play_performance
 
 BEAT = 0.5  # 120 BPM
@@ -204,3 +206,24 @@ def test_the_session_log_keeps_the_newest_phrases_and_answers_only():
         log.answers.append(AnswerLog(kind="answer", decided_s=float(i), start_s=float(i)))
     assert len(log.answers) == LOG_KEEP
     assert log.answers[0].decided_s == 10.0 and log.answers[-1].decided_s == LOG_KEEP + 9
+
+
+def test_the_panel_talks_to_a_listening_session_and_only_shows_the_plain_voices():
+    """contracts.as_partner: a Session is the panel's partner, the echo and silent voices are not,
+    and the check runs none of the session's properties (the engine thread asks every 2 s)."""
+    from sideman.model.echo import EchoVoice, SilentVoice
+    from sideman.play.contracts import as_partner
+
+    class CountingSession(Session):
+        looked = 0
+
+        @property
+        def improviser_status(self):
+            CountingSession.looked += 1
+            return super().improviser_status
+
+    session = CountingSession(MarkovImproviser(fixture_markov()))
+    assert as_partner(session) is session
+    assert as_partner(EchoVoice()) is None and as_partner(SilentVoice()) is None
+    assert CountingSession.looked == 0
+    assert session.improviser_status["voice"] == "markov" and CountingSession.looked == 1

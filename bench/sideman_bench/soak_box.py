@@ -19,7 +19,7 @@ import sys
 from sideman.box import Box, BoxConfig
 from sideman.clock import NS_PER_S, now_ns
 from sideman.model.voice import HUSH
-from sideman.play.contracts import Partner
+from sideman.play.contracts import as_partner
 
 
 def memory_mb() -> dict[str, float]:
@@ -37,7 +37,8 @@ def memory_mb() -> dict[str, float]:
 
 def box_stats(box: Box) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    status = box.voice.improviser_status if isinstance(box.voice, Partner) else {}
+    partner = as_partner(box.voice)
+    status = partner.improviser_status if partner is not None else {}
     return {**memory_mb(), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
             "voice": box.voice.name, "engine_dropped": box.engine.dropped, "engine_shed": box.engine.shed,
             "voice_errors": box.engine.voice_errors, "fallbacks": status.get("fallbacks", 0),

@@ -19,7 +19,7 @@ from sideman.controls import CONTROLS
 from sideman.engine import Engine
 from sideman.midi_clock import ClockFollower, ClockGenerator
 from sideman.model.voice import Voice
-from sideman.play.contracts import Partner
+from sideman.play.contracts import as_partner
 from sideman.ports.contract import MidiOutput, PortError
 from sideman.ports.hotplug import HotplugWatcher, PortSet
 from sideman.ports.rtmidi_ports import (DEFAULT_HARDWARE_PATTERN, Backend, PortLister, RtMidiInput,
@@ -99,8 +99,9 @@ class Box:
         self.outputs = OutputFanout()
         self.recorder = SessionRecorder() if config.capture else None
         self.clock_follower = ClockFollower()
-        if isinstance(self.voice, Partner):
-            self.voice.use_clock(self.clock_follower)
+        partner = as_partner(self.voice)
+        if partner is not None:
+            partner.use_clock(self.clock_follower)
         self.scheduler = Scheduler(
             self.outputs, ai_channel=self.ai_channel,
             velocity=VelocityShape(c["velocity_gamma"], int(c["velocity_floor"]), int(c["velocity_ceiling"])),

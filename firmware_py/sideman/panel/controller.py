@@ -28,7 +28,7 @@ from sideman.panel.midi_map import MidiControlMap
 from sideman.panel.presets import Preset, PresetBank
 from sideman.panel.settings import Settings, SettingsError, save_settings
 from sideman.panel.views import AlertView, HomeView, KnobView, MenuView
-from sideman.play.contracts import Partner
+from sideman.play.contracts import Partner, as_partner
 from sideman.play.modes import MODE_NAMES, MODES
 from sideman.play.steering import parse_style
 
@@ -68,7 +68,7 @@ class PanelController:
         self.settings = settings
         # The voice as a listening partner (the session), or None for the plain voices (echo,
         # silent), which the panel only shows.
-        self.partner: Partner | None = box.voice if isinstance(box.voice, Partner) else None
+        self.partner: Partner | None = as_partner(box.voice)
         # One dict for the panel, the CLI and the session: whatever moves it, the next notes hear it.
         self.controls = box.voice.controls if self.partner is not None else box.config.controls
         settings.controls = self.controls

@@ -10,7 +10,8 @@ A policy (a mode, `modes.py`) sees the whole session: it is the session's own de
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, runtime_checkable
+import inspect
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -75,7 +76,6 @@ class Improviser(Protocol):
         """voice (who plays now), reason (why it handed over, else ""), fallbacks; more per voice."""
 
 
-@runtime_checkable
 class Partner(Protocol):
     """The voice the panel talks to: a session that listens and answers."""
     name: str
@@ -102,3 +102,19 @@ class Partner(Protocol):
     def use_styles(self, styles: tuple[str, ...], models: dict) -> None: ...
     def available_styles(self) -> list[str]: ...
     def use_clock(self, clock_follower) -> None: ...
+
+
+_PARTNER_MEMBERS = tuple(sorted({name for name in vars(Partner) if not name.startswith("_")}
+                                | set(Partner.__annotations__)))
+
+
+def as_partner(voice) -> Partner | None:
+    """The voice as a Partner when it has every member the protocol declares, else None. Looked up
+    statically: isinstance() on a runtime-checkable protocol would run each property (Python 3.11),
+    and improviser_status summarises the transformer's step costs."""
+    for name in _PARTNER_MEMBERS:
+        try:
+            inspect.getattr_static(voice, name)
+        except AttributeError:
+            return None
+    return voice

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from sideman.play.contracts import Partner
+from sideman.play.contracts import as_partner
 from sideman.service.notify import Notifier
 from sideman.service.watchdog import WatchdogFeeder
 
@@ -61,7 +61,7 @@ class ServiceHooks:
 
     @staticmethod
     def status_line(box) -> str:
-        partner = box.voice if isinstance(box.voice, Partner) else None
+        partner = as_partner(box.voice)
         mode = partner.mode if partner is not None else box.config.mode   # the panel may have changed it
         outputs = len(box.outputs.names())
         line = f"playing: voice {box.voice.name}, mode {mode}, {outputs} output{'s' if outputs != 1 else ''}"
