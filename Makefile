@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen eval-answers train-markov train train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
+.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen eval-answers train-markov train train-more train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -83,6 +83,10 @@ train-markov: setup
 MODEL ?= models/transformer
 train: setup-train
 	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu.toml --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 100 $(ARGS)
+
+## Another session's training of the shipped model, from its landed weights (training/configs/pijama-cpu-more.toml).
+train-more: setup-train
+	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu-more.toml --init-from $(MODEL) --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 95 $(ARGS)
 
 ## The same pipeline, full size, on a GPU machine (torchrun --nproc_per_node N -m sideman_train.cli fit ... for more GPUs).
 train-gpu: setup-train

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from sideman.model.bundle import Style, load_bundle, save_bundle, sha256_of
-from sideman.model.events import AI
+from sideman.model.events import AI, HUMAN
 from sideman.model.transformer import N_DURATION, N_PITCH, N_TIME, N_VELOCITY, JazzTransformer, ModelConfig
 from sideman_train import export
 
@@ -91,7 +91,7 @@ def duet_batch(n: int) -> dict:
     e = torch.from_numpy(duet["events"][:n])
     return {"time": e[None, :, 0], "pitch": e[None, :, 1], "duration": e[None, :, 2], "velocity": e[None, :, 3],
             "voice": e[None, :, 4], "chord": torch.from_numpy(duet["chord"][None, :n]),
-            "tempo": torch.from_numpy(duet["tempo"][None, :n])}
+            "pulse": torch.from_numpy(duet["pulse"][None, :n])}
 
 
 def maxdiff(a, b) -> float:
@@ -106,14 +106,16 @@ def maxdiff(a, b) -> float:
 def test_every_graph_passes_the_checker_with_static_shapes(exported):
     folder = exported["folder"]
     L, H, N, D, hd = CONFIG.n_layers, CONFIG.n_heads, CONFIG.context, CONFIG.d_model, CONFIG.d_model // CONFIG.n_heads
+    P = CONFIG.pulse_dim
     cache = [L, 1, H, N, hd]
     expected = {
         "init": ({"time": [1, N], "pitch": [1, N], "duration": [1, N], "velocity": [1, N], "voice": [1, N],
-                  "chord": [1, N, 12], "tempo": [1, N], "mode": [1], "style_vector": [1, D]},
+                  "chord": [1, N, 12], "pulse": [1, N, P], "mode": [1], "style_vector": [1, D]},
                  {"h": [1, N, D], "k_out": cache, "v_out": cache}),
         "step": ({"previous": [1, 5], "begin": [1], "style_vector": [1, D], "mode": [1], "chord": [1, 12],
-                  "tempo": [1], "position": [1], "k_cache": cache, "v_cache": cache},
-                 {"h": [1, D], "time_logits": [1, N_TIME], "k_out": cache, "v_out": cache}),
+                  "pulse": [1, P], "position": [1], "k_cache": cache, "v_cache": cache},
+                 {"h": [1, D], "time_logits": [1, N_TIME], "human_time_logits": [1, N_TIME], "k_out": cache,
+                  "v_out": cache}),
         "pitch_head": ({"h": [1, D], "voice": [1], "time": [1]}, {"logits": [1, N_PITCH]}),
         "duration_head": ({"h": [1, D], "voice": [1], "time": [1], "pitch": [1]}, {"logits": [1, N_DURATION]}),
         "velocity_head": ({"h": [1, D], "voice": [1], "time": [1], "pitch": [1], "duration": [1]},
@@ -148,15 +150,18 @@ def test_step_graph_equals_model_step_over_six_steps(exported):
         if position:
             previous = torch.stack([batch[f][:, position - 1] for f in
                                     ("time", "pitch", "duration", "velocity", "voice")], dim=1)
-        chord, tempo = batch["chord"][:, position], batch["tempo"][:, position]
+        chord, pulse = batch["chord"][:, position], batch["pulse"][:, position]
         with torch.no_grad():
-            h_t, k_t, v_t = model.step(previous, begin, style, mode, chord, tempo, torch.tensor(position), k_t, v_t)
+            h_t, k_t, v_t = model.step(previous, begin, style, mode, chord, pulse, torch.tensor(position), k_t, v_t)
             time_t = model.time_head(h_t + model.voice_out(torch.tensor([AI])))
-        h_o, time_o, k_o, v_o = graphs("step", previous=previous, begin=begin, style_vector=style, mode=mode,
-                                       chord=chord, tempo=tempo, position=np.array([position]),
-                                       k_cache=k_o, v_cache=v_o)
+            human_t = model.time_head(h_t + model.voice_out(torch.tensor([HUMAN])))
+        h_o, time_o, human_o, k_o, v_o = graphs("step", previous=previous, begin=begin, style_vector=style,
+                                                mode=mode, chord=chord, pulse=pulse, position=np.array([position]),
+                                                k_cache=k_o, v_cache=v_o)
         assert maxdiff(h_o, h_t) < TIGHT, position
         assert maxdiff(time_o, time_t) < TIGHT, position
+        assert maxdiff(human_o, human_t) < TIGHT, position
+        assert maxdiff(human_t, time_t) > 1e-3, "the two voices' time logits differ (the check means something)"
         assert maxdiff(k_o, k_t) < TIGHT and maxdiff(v_o, v_t) < TIGHT, position
         assert float(np.abs(h_t.numpy()).max()) > 0.5, "outputs of order one (the check means something)"
         assert float(np.abs(time_t.numpy()).max()) > 0.3
@@ -207,7 +212,7 @@ def test_init_graph_equals_forward_caches_for_the_real_prefix(exported):
     for fill in (0, 3):
         inputs = {f: pad(batch[f], fill) for f in ("time", "pitch", "duration", "velocity")}
         inputs["voice"] = pad(batch["voice"], fill % 2)
-        h, k, v = graphs("init", **inputs, chord=pad(batch["chord"], fill), tempo=pad(batch["tempo"], fill),
+        h, k, v = graphs("init", **inputs, chord=pad(batch["chord"], fill), pulse=pad(batch["pulse"], fill),
                          mode=mode, style_vector=style)
         assert h.shape == (1, n, CONFIG.d_model) and k.shape == export.cache_shape(model)
         assert maxdiff(h[:, :p], h_ref) < TIGHT
@@ -217,8 +222,8 @@ def test_init_graph_equals_forward_caches_for_the_real_prefix(exported):
     with torch.no_grad():
         h_next = model({**longer, "mode": mode, "style_weights": weights})[:, p]
     previous = np.array([[int(longer[f][0, p - 1]) for f in ("time", "pitch", "duration", "velocity", "voice")]])
-    h_step, _, _, _ = graphs("step", previous=previous, begin=np.zeros(1, np.float32), style_vector=style,
-                             mode=mode, chord=longer["chord"][:, p], tempo=longer["tempo"][:, p],
+    h_step, _, _, _, _ = graphs("step", previous=previous, begin=np.zeros(1, np.float32), style_vector=style,
+                                mode=mode, chord=longer["chord"][:, p], pulse=longer["pulse"][:, p],
                              position=np.array([p]), k_cache=k, v_cache=v)
     assert maxdiff(h_step, h_next) < TIGHT
 

@@ -383,7 +383,7 @@ def test_steps_over_budget_hand_over_to_markov_without_a_gap_and_the_transformer
         assert np.any((onsets >= second) & (onsets < second + 1.5)), f"a gap in the duet at {second:.1f} s"
     assert voice.healthy, "the transformer plays again after its rest"
     assert voice.status["voice"] == "transformer"
-    assert len(statuses) == 1
+    assert len(statuses) == 1, statuses
 
 
 # --- backends ---------------------------------------------------------------------------------------
@@ -507,3 +507,32 @@ def test_playing_along_with_the_transformer_keeps_playing_past_the_first_minute(
     result = play_performance([], session, tail_s=1.0, extra_messages=played)
     per_window = [sum(1 for n in result.ai if k * 25 <= n.onset_s < (k + 1) * 25) for k in range(3)]
     assert min(per_window) >= 20, f"AI notes per 25 s: {per_window}"
+
+
+# --- when the player plays again -------------------------------------------------------------------
+
+def test_the_voice_guesses_when_the_player_returns_after_their_notes_and_only_when_trained_to(tiny_bundle, tmp_path):
+    from sideman.model.turns import return_chance
+    folder = tmp_path / "hears-turns"
+    save_bundle(folder, tiny_bundle.model, tiny_bundle.styles, "swing", training={"train": {"human_weight": 0.25}})
+    hearing, deaf = load_bundle(folder), tiny_bundle
+    for bundle, hears in ((hearing, True), (deaf, False)):
+        session = session_on(bundle)
+        voice = session.improviser
+        assert voice.player_returns(0.0, 0.5) is None          # nothing heard yet
+        play_performance(list(varied_line(6, 1)), session, tail_s=0.0)
+        last = voice.context.committed[-1]
+        assert last.encoded[4] == HUMAN
+        chance = voice.player_returns(last.onset_s + 0.4, 0.5)
+        if not hears:
+            assert chance is None, "a model never trained on the player's events has no opinion"
+            continue
+        assert 0.0 <= chance <= 1.0
+        # it is the model's human-voice time head read as a turn (not the AI's)
+        state = voice.context.state
+        assert chance == pytest.approx(return_chance(state.human_time_logits, 0.4, 0.5))
+        assert not np.allclose(state.human_time_logits, state.time_logits)
+        # after the AI's own note it has nothing to say about the player
+        voice.context.append(voice.context.make_event((5, 70, 6, 8, AI), last.onset_s + 0.6, 0.0, 1,
+                                                      voice.style_vector(session.steering)))
+        assert voice.player_returns(last.onset_s + 0.8, 0.5) is None

@@ -13,7 +13,7 @@ import pytest
 
 from sideman.midi_files import read_performance
 from sideman.model import events as ev
-from sideman.model.conditioning import CHORD_WINDOW_S, MODEL_MODES, chord_profiles, tempo_features
+from sideman.model.conditioning import CHORD_WINDOW_S, MODEL_MODES, chord_profiles, pulse_features, tempo_features
 from sideman_train import prepare
 from sideman_train.corpus import (CorpusError, index_folder, load_cache, parse_midi_bytes, read_events)
 from sideman_train.duets import (AUGMENT_DEFAULTS, WindowSampler, augment, make_example, relabel,
@@ -149,9 +149,12 @@ def test_symusic_parse_equals_read_performance(tmp_path):
     assert ours["onset_s"][-1] > 3.0
     assert ours["bpm"].dtype == np.float32 and ours["bpm"].shape == ours["pitch"].shape
     assert np.all(ours["bpm"] > 0)
+    assert np.all((ours["beat_phase"] >= 0) & (ours["beat_phase"] < 1))
+    assert np.all((ours["beat_confidence"] >= 0) & (ours["beat_confidence"] <= 1))
     dtypes = {k: v.dtype for k, v in ours.items()}
     assert dtypes == {"onset_s": np.float64, "pitch": np.int16, "duration_s": np.float32,
-                      "velocity": np.uint8, "bpm": np.float32}
+                      "velocity": np.uint8, "bpm": np.float32, "beat_phase": np.float32,
+                      "beat_confidence": np.float32}
 
 
 @pytest.mark.corpus
@@ -202,7 +205,7 @@ def test_prepare_folder_writes_cache_and_skips_bad_files(tmp_path, capsys):
     assert "19 files, 15 kept, 4 skipped (1 duplicate, 2 empty, 1 unreadable)" in text
 
     index = json.loads((out / "index.json").read_text(encoding="utf-8"))
-    assert index["format"] == "sideman-corpus" and index["version"] == 1
+    assert index["format"] == "sideman-corpus" and index["version"] == 2
     assert not list(out.glob(".*tmp*"))
     paths = {r["path"] for r in index["performances"]}
     assert "Pianist A/Le Mémoire et la Mer - Live.midi" in paths and "Pianist A/Don't Blame Me.mid" in paths
@@ -218,7 +221,7 @@ def test_prepare_folder_writes_cache_and_skips_bad_files(tmp_path, capsys):
             assert {"id", "artist", "title", "path", "duration_s", "sha1"} <= set(record)
             perf = data.performance(i)
             direct = read_events(corpus / record["path"])
-            for name in ("onset_s", "pitch", "duration_s", "velocity", "bpm"):
+            for name in ("onset_s", "pitch", "duration_s", "velocity", "bpm", "beat_phase", "beat_confidence"):
                 assert perf[name].dtype == direct[name].dtype
                 np.testing.assert_array_equal(perf[name], direct[name])
     assert total == 15
@@ -398,7 +401,8 @@ def test_augment_keeps_range_and_pedal():
 def test_make_example():
     onset, pitch = phrase_window()
     ex = make_example(window_of(onset + 3, pitch, prev=2.9), "answer", np.random.default_rng(1))
-    assert set(ex) == {"time", "pitch", "duration", "velocity", "voice", "chord", "tempo", "loss_mask", "mode"}
+    assert set(ex) == {"time", "pitch", "duration", "velocity", "voice", "chord", "pulse", "loss_mask",
+                       "human_mask", "mode"}
     assert ex["time"].tolist() == ev.time_bins(np.diff(onset, prepend=onset[0] - 0.1)).tolist()
     assert ex["time"][0] == ev.time_bin(0.1)
     assert make_example(window_of(onset, pitch), 0)["time"][0] == 0   # a performance's first event
@@ -407,18 +411,30 @@ def test_make_example():
     assert ex["duration"][~pedal].tolist() == [ev.duration_bin(0.3)] * 9
     assert ex["velocity"][~pedal].tolist() == [ev.velocity_bin(64)] * 9
     assert ex["loss_mask"].tolist() == (ex["voice"] == ev.AI).tolist()
+    assert ex["human_mask"].tolist() == (ex["voice"] == ev.HUMAN).tolist()
     assert ex["mode"] == MODEL_MODES.index("answer") and ex["mode"].dtype == np.int64
-    assert ex["chord"].shape == (10, 12) and ex["tempo"].shape == (10,)
+    assert ex["chord"].shape == (10, 12) and ex["pulse"].shape == (10, 4)
     for key in ("time", "pitch", "duration", "velocity", "voice"):
         assert ex[key].dtype == np.int64
     np.testing.assert_array_equal(ex["chord"], chord_profiles(onset + 3, pitch, ex["voice"]))
-    # tempo of event i: the estimate after event i - 1 (the window's prev_bpm for the first)
+    # the pulse of event i: the tracker's estimate after event i - 1 (the window's prev_ values for the first)
     w = window_of(onset, pitch, prev=-0.5)
     w["bpm"] = np.linspace(60, 240, 10).astype(np.float32)
-    w["prev_bpm"] = 30.0
-    np.testing.assert_allclose(make_example(w, 0)["tempo"], tempo_features(np.r_[30.0, w["bpm"][:-1]]))
-    w.pop("prev_bpm")
-    assert make_example(w, 0)["tempo"][0] == 0
+    w["beat_phase"] = np.linspace(0, 0.9, 10).astype(np.float32)
+    w["beat_confidence"] = np.full(10, 0.5, np.float32)
+    w.update(prev_bpm=30.0, prev_beat_phase=0.25, prev_beat_confidence=1.0)
+    pulse = make_example(w, 0)["pulse"]
+    np.testing.assert_allclose(pulse[:, 0], tempo_features(np.r_[30.0, w["bpm"][:-1]]))
+    np.testing.assert_allclose(pulse, pulse_features(np.r_[30.0, w["bpm"][:-1]], np.r_[0.25, w["beat_phase"][:-1]],
+                                                     np.r_[1.0, w["beat_confidence"][:-1]]), atol=1e-6)
+    np.testing.assert_allclose(pulse[0], [tempo_features(np.array([30.0]))[0], 1.0, 0.0, 1.0], atol=1e-6)
+    for key in ("prev_bpm", "prev_beat_phase", "prev_beat_confidence"):
+        w.pop(key)
+    assert (make_example(w, 0)["pulse"][0] == 0).all()   # a performance's start: no tempo, no grid
+    # a listening window: every event the human's, in answer mode, nothing for the AI to score
+    heard = make_example(window_of(onset, pitch), "comp", np.random.default_rng(1), listening=True)
+    assert (heard["voice"] == ev.HUMAN).all() and heard["human_mask"].all() and not heard["loss_mask"].any()
+    assert heard["mode"] == MODEL_MODES.index("answer")
 
 
 def synthetic_split(tmp_path, n_perf: int = 6):

@@ -47,7 +47,7 @@ def performance(n: int = 40, seed: int = 0) -> list:
 
 
 def batch_of(events, voices, style_rows=4, mode="answer"):
-    from sideman.model.conditioning import MODEL_MODES, chord_profiles, tempo_features
+    from sideman.model.conditioning import MODEL_MODES, chord_profiles, pulse_features
     enc = encode(events)
     t = len(enc)
     onset = np.array([e.onset_s for e in events])
@@ -56,7 +56,8 @@ def batch_of(events, voices, style_rows=4, mode="answer"):
         "time": torch.tensor([[e[0] for e in enc]]), "pitch": torch.tensor([[e[1] for e in enc]]),
         "duration": torch.tensor([[e[2] for e in enc]]), "velocity": torch.tensor([[e[3] for e in enc]]),
         "voice": torch.tensor([voices]), "chord": torch.tensor(chord_profiles(onset, pitch, np.array(voices)))[None],
-        "tempo": torch.tensor(tempo_features(np.full(t, 100.0)))[None],
+        # a 100 bpm grid the tracker is sure of, each event at its own place in the beat
+        "pulse": torch.tensor(pulse_features(np.full(t, 100.0), (onset / 0.6) % 1.0, np.full(t, 0.8)))[None],
         "mode": torch.tensor([MODEL_MODES.index(mode)]),
         "style_weights": torch.nn.functional.one_hot(torch.tensor([1]), style_rows).float(),
     }
@@ -152,7 +153,7 @@ def test_kv_cache_stepping_equals_the_full_forward_pass():
             previous = (torch.zeros(1, 5, dtype=torch.long) if t == 0 else
                         torch.stack([batch[f][:, t - 1] for f in ("time", "pitch", "duration", "velocity", "voice")], 1))
             h, k, v = model.step(previous, torch.tensor([1.0 if t == 0 else 0.0]), style_vector, batch["mode"],
-                                 batch["chord"][:, t], batch["tempo"][:, t], torch.tensor(t), k, v)
+                                 batch["chord"][:, t], batch["pulse"][:, t], torch.tensor(t), k, v)
             assert torch.allclose(h, full[:, t], atol=1e-5), f"position {t}"
             step_logits = model.field_logits(h[:, None], batch["voice"][:, t:t + 1], batch["time"][:, t:t + 1],
                                              batch["pitch"][:, t:t + 1], batch["duration"][:, t:t + 1])
@@ -339,3 +340,39 @@ def test_every_malformed_manifest_is_a_model_file_error(tmp_path, breakage):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError):
         load_bundle(tmp_path)
+
+
+def test_weights_from_before_the_beat_input_load_and_start_a_bigger_model_where_they_were(tmp_path):
+    """A bundle trained on the tempo alone (pulse_dim 1, its layer saved as `tempo_in`) still loads,
+    and `fit --init-from` grows it to the beat input with the new columns at zero: the grown model
+    computes exactly what the old one did until training teaches it the beat."""
+    from sideman.model.bundle import Style, load_bundle, save_bundle
+    from sideman_train.fit import init_from_bundle
+    torch.manual_seed(0)
+    old = JazzTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, head_hidden=32, context=64,
+                                      n_styles=4, dropout=0.0, pulse_dim=1)).eval()
+    state = {("tempo_in" + k[len("pulse_in"):] if k.startswith("pulse_in.") else k): v
+             for k, v in old.state_dict().items()}   # the key names of the shipped weights before
+    config = old.config.to_dict()
+    config.pop("pulse_dim")                         # ... and a manifest that never heard of pulses
+    folder = tmp_path / "old"
+    save_bundle(folder, old, [Style("others", "", 0)], "others")
+    import json
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["config"] = config
+    torch.save(state, folder / "weights.pt")
+    from sideman.model.bundle import sha256_of
+    manifest["weights"]["sha256"] = sha256_of(folder / "weights.pt")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_bundle(folder).model
+    assert loaded.config.pulse_dim == 1
+    grown = JazzTransformer(ModelConfig.from_dict({**config, "pulse_dim": 4})).eval()
+    assert init_from_bundle(grown, folder) == []
+    events = performance()
+    voices = [HUMAN if i % 3 else AI for i in range(len(encode(events)))]
+    batch = batch_of(events, voices)
+    with torch.no_grad():
+        assert torch.allclose(grown(batch), loaded(batch), atol=1e-6)
+        assert torch.allclose(loaded(batch), old(batch), atol=1e-6)
+        grown.pulse_in.weight[:, 1:] = torch.randn(32, 3)   # once it learns the beat, the beat matters
+        assert not torch.allclose(grown(batch), loaded(batch), atol=1e-3)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from sideman.model.conditioning import MODEL_MODES
-from sideman_train.duets import make_example, scoring_windows
+from sideman_train.duets import cut_window, make_example, scoring_windows
 
 INT_KEYS = ("time", "pitch", "duration", "velocity", "voice", "mode", "style")
 SOLO = MODEL_MODES.index("solo")
@@ -24,7 +24,7 @@ def to_torch(batch: dict, device, n_styles: int) -> dict[str, torch.Tensor]:
             out[key] = torch.as_tensor(value, dtype=torch.float32, device=device)
         elif key in INT_KEYS:
             out[key] = torch.as_tensor(value, dtype=torch.long, device=device)
-        elif key in ("loss_mask", "score_mask"):
+        elif key in ("loss_mask", "human_mask", "score_mask"):
             out[key] = torch.as_tensor(value, dtype=torch.bool, device=device)
         else:
             out[key] = torch.as_tensor(value, dtype=torch.float32, device=device)
@@ -41,10 +41,7 @@ def performance_windows(arrays: dict, length: int, stride: int | None = None) ->
     examples = []
     for start, score_from in scoring_windows(n, length, stride):
         end = min(start + length, n)
-        window = {key: np.asarray(value)[start:end] for key, value in arrays.items()}
-        window["prev_onset_s"] = float(arrays["onset_s"][start - 1]) if start > 0 else None
-        window["prev_bpm"] = float(arrays["bpm"][start - 1]) if start > 0 else np.nan
-        example = make_example(window, SOLO)
+        example = make_example(cut_window(arrays, start, end, first_in_performance=start == 0), SOLO)
         mask = np.zeros(end - start, dtype=bool)
         mask[score_from - start:] = True
         example["loss_mask"] = mask & example["loss_mask"]
@@ -81,10 +78,7 @@ def validation_batches(split_entry, data, config: dict, batch_size: int = 16) ->
     for perf in picks:
         arrays = split.performance(int(perf))
         start = int(rng.integers(0, arrays["pitch"].size - length))
-        window = {key: value[start:start + length] for key, value in arrays.items()}
-        window["prev_onset_s"] = float(arrays["onset_s"][start - 1]) if start > 0 else None
-        window["prev_bpm"] = float(arrays["bpm"][start - 1]) if start > 0 else np.nan
-        example = make_example(window, SOLO)
+        example = make_example(cut_window(arrays, start, start + length, first_in_performance=start == 0), SOLO)
         example["style"] = np.int64(rows[perf])
         examples.append(example)
     return [stack(examples[i:i + batch_size], length) for i in range(0, len(examples), batch_size)]

@@ -23,13 +23,16 @@ DEFAULTS: dict = {
         "style_dropout": 0.1,             # share of windows trained as "others" (unconditioned)
         "default_style": "mehldau",
         "mode_probs": {"solo": 0.4, "answer": 0.3, "comp": 0.15, "duet": 0.15},
+        "listening": 0.1,                 # share of windows that are all the human's (duets.make_example)
         "augment": {"transpose": [-5, 6], "stretch": [0.9, 1.1], "velocity_jitter": 4.0},
         "val_windows": 96,                # fixed windows per validation set (solo mode, no augmentation)
         "val_focus_artist": "Brad Mehldau",
     },
-    "model": {"d_model": 256, "n_layers": 6, "n_heads": 4, "d_ff": 1024, "head_hidden": 256, "dropout": 0.1},
+    "model": {"d_model": 256, "n_layers": 6, "n_heads": 4, "d_ff": 1024, "head_hidden": 256, "dropout": 0.1,
+              "pulse_dim": 4},                # 4: tempo and beat phase (conditioning.pulse_features)
     "train": {"steps": 4000, "lr": 1e-3, "warmup_steps": 200, "weight_decay": 0.05, "grad_clip": 1.0,
-              "eval_every": 250, "seed": 0, "amp": "auto", "threads": 0},  # threads 0: torch's default
+              "eval_every": 250, "seed": 0, "amp": "auto", "threads": 0,   # threads 0: torch's default
+              "human_weight": 0.25},          # loss weight of the human's events (the AI's weigh 1)
 }
 
 

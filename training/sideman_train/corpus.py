@@ -15,10 +15,12 @@ a note that is never released is dropped by symusic, where the mido reader ends 
 end (none in PiJAMA's transcriptions).
 
 Arrays per event: onset_s float64, pitch int16 (0..127 notes, 128/129 pedal down/up), duration_s
-float32 (0 for pedal), velocity uint8 (0 for pedal), bpm float32.
+float32 (0 for pedal), velocity uint8 (0 for pedal), bpm, beat_phase and beat_confidence float32.
 
-bpm: causal, sideman.listen.tempo.BeatTracker (the box's own tracker) fed every note onset in order
-(with velocity and pitch); after each event, the tempo of its estimate at that event's onset. The
+bpm, beat_phase, beat_confidence: causal, sideman.listen.tempo.BeatTracker (the box's own tracker)
+fed every note onset in order (with velocity and pitch); after each event, its estimate at that
+event's onset: the tempo, where the onset falls in the beat (0..1, 0 on the beat) and how sure the
+tracker is of its grid (0..1). The
 tracker groups notes within 40 ms into one onset itself (the extra notes of a chord cost a vector
 add), so the cost is that of one tracker step per onset cluster: about 40 µs, a few minutes of CPU
 for all of PiJAMA, split over --jobs processes. Until the tracker has heard enough it says 120 bpm
@@ -48,11 +50,12 @@ from sideman.model.events import PEDAL_DOWN, PEDAL_UP
 from sideman.paths import write_atomically, write_atomically_with
 
 CACHE_FORMAT = "sideman-corpus"
-CACHE_VERSION = 1
+CACHE_VERSION = 2         # 2: beat_phase and beat_confidence
 MIDI_SUFFIXES = (".mid", ".midi")
-ARRAYS = ("onset_s", "pitch", "duration_s", "velocity", "bpm")
+PULSE_ARRAYS = ("bpm", "beat_phase", "beat_confidence")
+ARRAYS = ("onset_s", "pitch", "duration_s", "velocity", *PULSE_ARRAYS)
 DTYPES = {"onset_s": np.float64, "pitch": np.int16, "duration_s": np.float32,
-          "velocity": np.uint8, "bpm": np.float32}
+          "velocity": np.uint8, "bpm": np.float32, "beat_phase": np.float32, "beat_confidence": np.float32}
 VAL_SHARE = 10            # folder corpora: one file in VAL_SHARE goes to val (by path hash)
 DEDUP_ROUND_S = 0.01      # onsets rounded to this before hashing for de-duplication
 CC_SUSTAIN = 64
@@ -211,26 +214,30 @@ def parse_midi_bytes(data: bytes) -> dict[str, np.ndarray]:
             "velocity": velocity[order]}
 
 
-def tempo_track(onset_s: np.ndarray, pitch: np.ndarray, velocity: np.ndarray) -> np.ndarray:
-    """Causal bpm after each event: the BeatTracker fed every note onset in order."""
+def pulse_track(onset_s: np.ndarray, pitch: np.ndarray, velocity: np.ndarray) -> dict[str, np.ndarray]:
+    """Causal bpm, beat_phase and beat_confidence after each event: the BeatTracker fed every note
+    onset in order, asked at the event's onset (a pedal event takes the estimate at its time from
+    the notes before it)."""
     from sideman.listen.tempo import BeatTracker
 
     tracker = BeatTracker()
-    bpm = np.empty(onset_s.size, dtype=np.float32)
-    current = 60.0 / tracker.estimate(0.0).period_s
+    n = onset_s.size
+    out = {name: np.empty(n, dtype=np.float32) for name in PULSE_ARRAYS}
     for i, (t, p, v) in enumerate(zip(onset_s.tolist(), pitch.tolist(), velocity.tolist())):
         if p < PEDAL_DOWN:
             tracker.onset(t, v, p)
-            current = tracker.estimate(t).tempo_bpm
-        bpm[i] = current
-    return bpm
+        estimate = tracker.estimate(t)
+        out["bpm"][i] = estimate.tempo_bpm
+        out["beat_phase"][i] = estimate.beat_position(t) % 1.0
+        out["beat_confidence"][i] = estimate.confidence
+    return out
 
 
-def read_events(path: str | Path, with_bpm: bool = True) -> dict[str, np.ndarray]:
-    """parse_midi_bytes of a file, plus bpm (tempo_track) unless with_bpm is False."""
+def read_events(path: str | Path, with_pulse: bool = True) -> dict[str, np.ndarray]:
+    """parse_midi_bytes of a file, plus the pulse arrays (pulse_track) unless with_pulse is False."""
     arrays = parse_midi_bytes(Path(path).read_bytes())
-    if with_bpm:
-        arrays["bpm"] = tempo_track(arrays["onset_s"], arrays["pitch"], arrays["velocity"])
+    if with_pulse:
+        arrays.update(pulse_track(arrays["onset_s"], arrays["pitch"], arrays["velocity"]))
     return arrays
 
 
@@ -261,7 +268,7 @@ def parse_record(job: tuple[str, dict]) -> dict:
     if not (arrays["pitch"] < PEDAL_DOWN).any():
         return {"ok": False, "reason": "empty", "detail": "no notes"}
     try:
-        arrays["bpm"] = tempo_track(arrays["onset_s"], arrays["pitch"], arrays["velocity"])
+        arrays.update(pulse_track(arrays["onset_s"], arrays["pitch"], arrays["velocity"]))
     except Exception as exc:
         return {"ok": False, "reason": "unreadable", "detail": f"tempo tracking failed ({type(exc).__name__}: {exc})"}
     return {"ok": True, "arrays": arrays, "sha1": hashlib.sha1(data).hexdigest(),
@@ -280,6 +287,8 @@ class CorpusSplit:
     duration_s: np.ndarray
     velocity: np.ndarray
     bpm: np.ndarray
+    beat_phase: np.ndarray
+    beat_confidence: np.ndarray
     offsets: np.ndarray
     performances: list[dict] = field(default_factory=list)
 

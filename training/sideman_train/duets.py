@@ -2,8 +2,12 @@
 
 The corpus holds one pianist at a time. A window of it becomes a duet by giving each event a voice
 (relabel): who plays it, the human or the AI, according to the mode the model is asked to play
-(sideman.model.conditioning.MODEL_MODES). The model is trained to predict every event (it has to
-follow the human too) and the loss counts the AI's events (loss_mask).
+(sideman.model.conditioning.MODEL_MODES). The model predicts every event: the AI's events are what
+it plays (loss_mask, the loss and every bits/event figure); the human's events (human_mask, a
+smaller weight in training) teach it when the player is likely to play again, which the partner
+reads as "has this phrase ended". A *listening* window is an answer-mode window whose events are
+all the human's: a soloist's whole line with its breaths and phrase ends, heard by a partner who
+waits.
 
 Windows are exactly `length` events, never padded: WindowSampler draws only from performances with
 at least `length` events (in PiJAMA, all but a handful of very short ones at length 256), so a batch
@@ -18,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sideman.model.conditioning import MODEL_MODES, chord_profiles, mode_index, tempo_features
+from sideman.model.conditioning import MODEL_MODES, chord_profiles, mode_index, pulse_features
 from sideman.model.events import AI, HUMAN, PEDAL_DOWN, duration_bins, time_bins, velocity_bins
 
 PHRASE_GAP_S = 0.35        # answer mode: an onset gap this long starts a new phrase ...
@@ -27,7 +31,23 @@ SPLIT_RANGE = (55, 65)     # comp / duet: the register split, drawn per window (
 PIANO_RANGE = (21, 108)    # augmentation keeps notes on the keyboard
 DEFAULT_SPLIT = 60         # (without an rng: middle C)
 AUGMENT_DEFAULTS = {"transpose": (-5, 6), "stretch": (0.9, 1.1), "velocity_jitter": 4.0}
-WINDOW_KEYS = ("onset_s", "pitch", "duration_s", "velocity", "bpm")
+WINDOW_KEYS = ("onset_s", "pitch", "duration_s", "velocity", "bpm", "beat_phase", "beat_confidence")
+PULSE_KEYS = ("bpm", "beat_phase", "beat_confidence")   # known after each event: shifted by one
+
+
+def cut_window(arrays, a: int, b: int, first_in_performance: bool) -> dict:
+    """Events [a, b) of `arrays` (a mapping or an object with WINDOW_KEYS arrays) as a window, with
+    what the event before it left behind: its onset (prev_onset_s, the first time gap) and the
+    tracker's pulse after it (prev_bpm, prev_beat_phase, prev_beat_confidence). A performance's first
+    event has none of them."""
+    get = arrays.get if isinstance(arrays, dict) else lambda key: getattr(arrays, key, None)
+    window = {key: np.asarray(get(key))[a:b] for key in WINDOW_KEYS if get(key) is not None}
+    before = None if first_in_performance else a - 1
+    window["prev_onset_s"] = None if before is None else float(get("onset_s")[before])
+    for key in PULSE_KEYS:
+        if key in window:   # (arrays read without a beat tracker have none: no grid)
+            window[f"prev_{key}"] = np.nan if before is None else float(get(key)[before])
+    return window
 
 
 def _phrases(onset: np.ndarray, is_note: np.ndarray) -> np.ndarray:
@@ -127,20 +147,26 @@ def augment(window: dict, rng: np.random.Generator, transpose: tuple[int, int] |
 
 
 def make_example(window: dict, mode_index_: int | str, rng: np.random.Generator | None = None,
-                 augment_cfg: dict | None = None) -> dict[str, np.ndarray]:
-    """One training example from a window (dict of WINDOW_KEYS arrays, plus prev_onset_s: the onset
-    of the event before the window in its performance, None / nan for a performance's start).
+                 augment_cfg: dict | None = None, listening: bool = False) -> dict[str, np.ndarray]:
+    """One training example from a window (cut_window: WINDOW_KEYS arrays plus the prev_ values of
+    the event before it, None / nan for a performance's start).
 
     augment_cfg: keyword arguments of augment (needs rng); None: no augmentation.
+    listening: every event is the human's, in answer mode (mode_index_ is then ignored).
     Returns time, pitch, duration, velocity, voice (int64 (T,)), chord (float32 (T, 12)),
-    tempo (float32 (T,)), loss_mask (bool (T,), the AI's events), mode (int64 scalar)."""
+    pulse (float32 (T, PULSE_DIM)), loss_mask (bool (T,), the AI's events), human_mask (bool (T,),
+    the human's), mode (int64 scalar)."""
     if augment_cfg is not None and rng is not None:
         window = augment(window, rng, **augment_cfg)
     onset = np.asarray(window["onset_s"], dtype=np.float64)
     pitch = np.asarray(window["pitch"]).astype(np.int64)
     is_note = pitch < PEDAL_DOWN
-    m = mode_index(mode_index_)
-    voice = relabel(onset, pitch, m, rng).astype(np.int64)
+    if listening:
+        m = MODEL_MODES.index("answer")
+        voice = np.full(onset.size, HUMAN, dtype=np.int64)
+    else:
+        m = mode_index(mode_index_)
+        voice = relabel(onset, pitch, m, rng).astype(np.int64)
     previous = window.get("prev_onset_s")
     gaps = np.diff(onset, prepend=onset[:1])
     if onset.size and previous is not None and np.isfinite(previous):
@@ -152,9 +178,12 @@ def make_example(window: dict, mode_index_: int | str, rng: np.random.Generator 
         "velocity": np.where(is_note, velocity_bins(window["velocity"]), 0),
         "voice": voice,
         "chord": chord_profiles(onset, pitch, voice),
-        # bpm[i] is the estimate after event i; the model may only know the one before it.
-        "tempo": tempo_features(np.concatenate([[window.get("prev_bpm", np.nan)], np.asarray(window["bpm"])[:-1]])),
+        # the pulse after event i is the tracker's estimate then; the model may only know the one before it.
+        "pulse": pulse_features(*(np.concatenate([[window.get(f"prev_{key}", np.nan)],
+                                                  np.asarray(window.get(key, np.full(onset.size, np.nan)))[:-1]])
+                                  for key in PULSE_KEYS)),   # a window without beat arrays: no grid
         "loss_mask": voice == AI,
+        "human_mask": voice == HUMAN,
         "mode": np.int64(m),
     }
 
@@ -164,13 +193,15 @@ class WindowSampler:
 
     A window is drawn with probability proportional to its performance's events x perf_weight
     (then a uniform start), its mode from mode_probs (over MODEL_MODES; default uniform).
-    Performances shorter than `length` events are never drawn (no padding)."""
+    Performances shorter than `length` events are never drawn (no padding). A share
+    `listening` of the windows are listening windows (make_example)."""
 
     def __init__(self, split, perf_style, length: int, rng: np.random.Generator,
                  perf_weight=None, mode_probs: Sequence[float] | None = None,
-                 augment_cfg: dict | None = None):
+                 augment_cfg: dict | None = None, listening: float = 0.0):
         self.split, self.length, self.rng = split, int(length), rng
         self.augment_cfg = augment_cfg
+        self.listening = float(listening)
         n = np.diff(np.asarray(split.offsets)).astype(np.int64)
         self.perf_style = np.asarray(perf_style, dtype=np.int64)
         if self.perf_style.shape != n.shape:
@@ -190,11 +221,7 @@ class WindowSampler:
     def window(self, perf: int, start: int) -> dict:
         """The raw window of `length` events of performance perf from start (plus prev_onset_s)."""
         a = int(self.split.offsets[perf]) + start
-        b = a + self.length
-        w = {k: getattr(self.split, k)[a:b] for k in WINDOW_KEYS}
-        w["prev_onset_s"] = float(self.split.onset_s[a - 1]) if start > 0 else None
-        w["prev_bpm"] = float(self.split.bpm[a - 1]) if start > 0 else np.nan
-        return w
+        return cut_window(self.split, a, a + self.length, first_in_performance=start == 0)
 
     def batch(self, batch_size: int) -> dict[str, np.ndarray]:
         """batch_size examples stacked (keys of make_example, plus style int64 (B,))."""
@@ -202,10 +229,11 @@ class WindowSampler:
         perfs = np.minimum(np.searchsorted(self._cdf, rng.random(batch_size) * self._cdf[-1], side="right"),
                            len(self._n) - 1)
         modes = rng.choice(len(MODEL_MODES), size=batch_size, p=self.mode_probs)
+        listening = rng.random(batch_size) < self.listening
         examples = []
-        for perf, m in zip(perfs.tolist(), modes.tolist()):
+        for perf, m, listen in zip(perfs.tolist(), modes.tolist(), listening.tolist()):
             start = int(rng.integers(0, self._n[perf] - self.length + 1))
-            examples.append(make_example(self.window(perf, start), m, rng, self.augment_cfg))
+            examples.append(make_example(self.window(perf, start), m, rng, self.augment_cfg, listening=listen))
         out = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
         out["style"] = self.perf_style[perfs]
         return out

@@ -48,7 +48,7 @@ from sideman.play.simulate import TAIL_S, Recording, play_performance
 from sideman.play.voices import load_styles
 from sideman.play.voices import open_model as open_model_backend
 from sideman_train.batches import performance_windows, stack, to_torch
-from sideman_train.corpus import CorpusError, add_corpus_options, list_performances, tempo_track
+from sideman_train.corpus import CorpusError, add_corpus_options, list_performances, pulse_track
 from sideman_train.metrics import (compare_profiles, coherence_counts, profile_of_many, split_real)
 from sideman_train.written_parts import ii_v_i_line, slow_melody
 
@@ -107,7 +107,7 @@ def event_arrays(events: list[Event]) -> dict[str, np.ndarray]:
     duration = np.array([e.duration_s if isinstance(e, Note) else 0.0 for e in events], dtype=np.float64)
     velocity = np.array([e.velocity if isinstance(e, Note) else 0 for e in events], dtype=np.uint8)
     return {"onset_s": onset, "pitch": pitch, "duration_s": duration, "velocity": velocity,
-            "bpm": tempo_track(onset, pitch, velocity)}
+            **pulse_track(onset, pitch, velocity)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
     sideman-train export --model models/transformer [--out DIR] [--opset 17] [--json]
 
-Five graphs, batch 1, the model's context N as the cache length (L layers, H heads, hd = D / H):
+Five graphs, batch 1, the model's context N as the cache length (L layers, H heads, hd = D / H, P
+the model's pulse_dim: tempo and beat phase, conditioning.pulse_features):
 
-    init           time, pitch, duration, velocity, voice (1,N) int64, chord (1,N,12), tempo (1,N),
+    init           time, pitch, duration, velocity, voice (1,N) int64, chord (1,N,12), pulse (1,N,P),
                    mode (1,) int64, style_vector (1,D)
                    → h (1,N,D), k_out, v_out (L,1,H,N,hd)
                    The whole-context forward (prefill). Position t's input is event t-1 (the begin
@@ -12,11 +13,13 @@ Five graphs, batch 1, the model's context N as the cache length (L layers, H hea
                    padding, and causal attention keeps them out of the earlier ones.
     step           previous (1,5) int64 (time, pitch, duration, velocity, voice of the event before),
                    begin (1,) float (1.0 at a sequence's start: previous is ignored), style_vector (1,D),
-                   mode (1,) int64, chord (1,12), tempo (1,), position (1,) int64,
+                   mode (1,) int64, chord (1,12), pulse (1,P), position (1,) int64,
                    k_cache, v_cache (L,1,H,N,hd)
-                   → h (1,D), time_logits (1,27), k_out, v_out
+                   → h (1,D), time_logits (1,27), human_time_logits (1,27), k_out, v_out
                    One event. `time_logits` is the time head for the AI voice, fused in so the host
-                   loop needs no separate time-head call (the AI is the only voice the box samples).
+                   loop needs no separate time-head call (the AI is the only voice the box samples);
+                   `human_time_logits` the same head for the human voice: when the player is likely
+                   to play again (the partner's phrase-end cue).
                    `position` is a (1,) tensor, not a scalar: one shape rule for every input, and no
                    0-d bindings for TensorRT or the host code.
     pitch_head     h (1,D), voice (1,), time (1,)                      → logits (1,130)
@@ -66,7 +69,7 @@ import torch.nn as nn
 
 from sideman.model.bundle import (MANIFEST, ModelFileError, load_bundle, read_manifest, sha256_of,
                                   write_json_atomically)
-from sideman.model.conditioning import chord_profiles, tempo_features
+from sideman.model.conditioning import chord_profiles, pulse_features
 from sideman.model.events import AI, HUMAN, Event, Note, Pedal, encode, sort_events
 from sideman.model.model_files import GRAPH_NAMES, MODEL_FILE_MODE
 from sideman.model.transformer import (CHORD_DIM, N_DURATION, N_PITCH, N_TIME, N_VELOCITY, JazzTransformer)
@@ -104,9 +107,9 @@ class InitGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, time, pitch, duration, velocity, voice, chord, tempo, mode, style_vector):
+    def forward(self, time, pitch, duration, velocity, voice, chord, pulse, mode, style_vector):
         batch = {"time": time, "pitch": pitch, "duration": duration, "velocity": velocity, "voice": voice,
-                 "chord": chord, "tempo": tempo, "mode": mode, "style_weights": style_vector}
+                 "chord": chord, "pulse": pulse, "mode": mode, "style_weights": style_vector}
         with _style_vector_given(self.model):
             return self.model(batch, return_cache=True)
 
@@ -116,10 +119,11 @@ class StepGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, previous, begin, style_vector, mode, chord, tempo, position, k_cache, v_cache):
-        h, k, v = self.model.step(previous, begin, style_vector, mode, chord, tempo, position, k_cache, v_cache)
+    def forward(self, previous, begin, style_vector, mode, chord, pulse, position, k_cache, v_cache):
+        h, k, v = self.model.step(previous, begin, style_vector, mode, chord, pulse, position, k_cache, v_cache)
         time_logits = self.model.time_head(h + self.model.voice_out.weight[AI])
-        return h, time_logits, k, v
+        human_time_logits = self.model.time_head(h + self.model.voice_out.weight[HUMAN])
+        return h, time_logits, human_time_logits, k, v
 
 
 class HeadGraph(nn.Module):
@@ -147,7 +151,7 @@ def cache_shape(model: JazzTransformer) -> tuple[int, ...]:
 def graph_specs(model: JazzTransformer) -> dict[str, dict]:
     """Per graph: the wrapper module, example inputs (names → tensors, the static shapes) and output names."""
     c = model.config
-    n, d = c.context, c.d_model
+    n, d, p = c.context, c.d_model, c.pulse_dim
     long = torch.long
     k, v = model.empty_cache()
     specs = {
@@ -155,10 +159,11 @@ def graph_specs(model: JazzTransformer) -> dict[str, dict]:
             "time": torch.zeros(1, n, dtype=long), "pitch": torch.zeros(1, n, dtype=long),
             "duration": torch.zeros(1, n, dtype=long), "velocity": torch.zeros(1, n, dtype=long),
             "voice": torch.zeros(1, n, dtype=long), "chord": torch.zeros(1, n, CHORD_DIM),
-            "tempo": torch.zeros(1, n), "mode": torch.zeros(1, dtype=long), "style_vector": torch.zeros(1, d)}},
-        "step": {"module": StepGraph(model), "outputs": ["h", "time_logits", "k_out", "v_out"], "inputs": {
+            "pulse": torch.zeros(1, n, p), "mode": torch.zeros(1, dtype=long), "style_vector": torch.zeros(1, d)}},
+        "step": {"module": StepGraph(model), "outputs": ["h", "time_logits", "human_time_logits", "k_out", "v_out"],
+                 "inputs": {
             "previous": torch.zeros(1, 5, dtype=long), "begin": torch.ones(1), "style_vector": torch.zeros(1, d),
-            "mode": torch.zeros(1, dtype=long), "chord": torch.zeros(1, CHORD_DIM), "tempo": torch.zeros(1),
+            "mode": torch.zeros(1, dtype=long), "chord": torch.zeros(1, CHORD_DIM), "pulse": torch.zeros(1, p),
             "position": torch.zeros(1, dtype=long), "k_cache": k, "v_cache": v}},
     }
     for name, (field, given) in HEAD_FIELDS.items():
@@ -377,11 +382,11 @@ def parity_random(model: JazzTransformer, graphs: OrtGraphs, seed: int = 0, tria
         # init: a whole random context
         fields = _random_fields(g, (1, n))
         chord = torch.rand(1, n, CHORD_DIM, generator=g)
-        tempo = torch.rand(1, n, generator=g) * 4 - 2
+        pulse = _random_pulse(g, (1, n, c.pulse_dim))
         with _style_vector_given(model):
-            h_ref, k_ref, v_ref = model({**fields, "chord": chord, "tempo": tempo, "mode": mode,
+            h_ref, k_ref, v_ref = model({**fields, "chord": chord, "pulse": pulse, "mode": mode,
                                          "style_weights": style}, return_cache=True)
-        h, k, v = graphs("init", **fields, chord=chord, tempo=tempo, mode=mode, style_vector=style)
+        h, k, v = graphs("init", **fields, chord=chord, pulse=pulse, mode=mode, style_vector=style)
         figures.add("init_h", h, h_ref)
         figures.add("init_k", k, k_ref)
         figures.add("init_v", v, v_ref)
@@ -392,14 +397,17 @@ def parity_random(model: JazzTransformer, graphs: OrtGraphs, seed: int = 0, tria
             prev = _random_fields(g, (1,))
             previous = torch.stack([prev[f] for f in ("time", "pitch", "duration", "velocity", "voice")], dim=1)
             begin = torch.tensor([1.0 if position == 0 else 0.0])
-            chord1, tempo1 = torch.rand(1, CHORD_DIM, generator=g), torch.rand(1, generator=g) * 4 - 2
+            chord1, pulse1 = torch.rand(1, CHORD_DIM, generator=g), _random_pulse(g, (1, c.pulse_dim))
             pos = torch.tensor([position])
-            h_ref, k_ref, v_ref = model.step(previous, begin, style, mode, chord1, tempo1, pos, k_cache, v_cache)
-            t_ref = model.time_head(h_ref + model.voice_out(torch.tensor([AI])))
-            h, t_logits, k, v = graphs("step", previous=previous, begin=begin, style_vector=style, mode=mode,
-                                       chord=chord1, tempo=tempo1, position=pos, k_cache=k_cache, v_cache=v_cache)
+            h_ref, k_ref, v_ref = model.step(previous, begin, style, mode, chord1, pulse1, pos, k_cache, v_cache)
+            t_ref = model.next_time_logits(h_ref, AI)
+            human_ref = model.next_time_logits(h_ref, HUMAN)
+            h, t_logits, human_logits, k, v = graphs("step", previous=previous, begin=begin, style_vector=style,
+                                                     mode=mode, chord=chord1, pulse=pulse1, position=pos,
+                                                     k_cache=k_cache, v_cache=v_cache)
             figures.add("step_h", h, h_ref)
             figures.add("step_time_logits", t_logits, t_ref)
+            figures.add("step_human_time_logits", human_logits, human_ref)
             figures.add("step_k", k, k_ref)
             figures.add("step_v", v, v_ref)
         # heads: random states and fields
@@ -413,6 +421,13 @@ def parity_random(model: JazzTransformer, graphs: OrtGraphs, seed: int = 0, tria
     return figures
 
 
+def _random_pulse(g: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+    """Pulse inputs in their real ranges: tempo feature in [-2, 2], the rest in [-1, 1]."""
+    pulse = torch.rand(shape, generator=g) * 2 - 1
+    pulse[..., 0] *= 2
+    return pulse
+
+
 def encode_with_voices(events: list[Event]) -> tuple[list[tuple[int, int, int, int, int]], np.ndarray, np.ndarray]:
     """Events → [(time, pitch, dur, vel, voice)], onsets (s) and pitch tokens, in codec order."""
     ordered = sort_events(events)   # encode() keeps this order (its sort is stable on the same key)
@@ -424,7 +439,7 @@ def encode_with_voices(events: list[Event]) -> tuple[list[tuple[int, int, int, i
 def demo_duet(context: int, bpm: float = 140.0) -> dict[str, np.ndarray]:
     """A short, real-looking duet (the human comps ii-V-I with pedal, the AI answers with a line),
     encoded as the model sees it: events (n,5) as (time, pitch, duration, velocity, voice) bins,
-    chord (n,12), tempo (n,). At most `context` events."""
+    chord (n,12), pulse (n,PULSE_DIM) (a sure grid at bpm). At most `context` events."""
     beat = 60.0 / bpm
     events = [Pedal(0.0, True, HUMAN)]
     for i, voicing in enumerate(([50, 53, 57, 60], [43, 53, 59, 64], [48, 52, 55, 59])):
@@ -436,9 +451,11 @@ def demo_duet(context: int, bpm: float = 140.0) -> dict[str, np.ndarray]:
     encoded, onsets, pitches = encode_with_voices(events)
     encoded, onsets, pitches = encoded[:context], onsets[:context], pitches[:context]
     voices = np.array([e[4] for e in encoded])
+    # position t's pulse is where event t-1 fell in the beat (none before the first)
+    previous = np.concatenate([[np.nan], onsets[:-1]])
+    pulse = pulse_features(np.full(len(encoded), bpm), (previous / beat) % 1.0, np.r_[0.0, np.full(len(encoded) - 1, 0.9)])
     return {"events": np.array(encoded, dtype=np.int64),
-            "chord": chord_profiles(onsets, pitches, voices),
-            "tempo": np.full(len(encoded), float(tempo_features(np.array([bpm]))[0]), dtype=np.float32)}
+            "chord": chord_profiles(onsets, pitches, voices), "pulse": pulse}
 
 
 def _padded(values: np.ndarray, n: int) -> np.ndarray:
@@ -455,7 +472,7 @@ def parity_sequence(model: JazzTransformer, graphs: OrtGraphs, style_vector: tor
     whole sequence (and its heads)."""
     c = model.config
     duet = demo_duet(c.context)
-    events, chord, tempo = duet["events"], duet["chord"], duet["tempo"]
+    events, chord, pulse = duet["events"], duet["chord"], duet["pulse"][:, :c.pulse_dim]
     n = len(events)
     prefix = max(1, min(n - 1, n // 2 if prefix is None else prefix))
     fields = {f: torch.from_numpy(events[None, :, i].copy())
@@ -463,24 +480,24 @@ def parity_sequence(model: JazzTransformer, graphs: OrtGraphs, style_vector: tor
     mode_t = torch.tensor([mode])
     with _style_vector_given(model):
         h_ref, k_ref, v_ref = model({**fields, "chord": torch.from_numpy(chord[None]),
-                                     "tempo": torch.from_numpy(tempo[None]), "mode": mode_t,
+                                     "pulse": torch.from_numpy(pulse[None]), "mode": mode_t,
                                      "style_weights": style_vector}, return_cache=True)
     figures = Figures()
     # What the box knows at the prefix: its events and conditioning, zeros after (padding).
     padded = {f: _padded(x[0, :prefix].numpy(), c.context)[None] for f, x in fields.items()}
     h, k, v = graphs("init", **padded, chord=_padded(chord[:prefix], c.context)[None],
-                     tempo=_padded(tempo[:prefix], c.context)[None], mode=mode_t, style_vector=style_vector)
+                     pulse=_padded(pulse[:prefix], c.context)[None], mode=mode_t, style_vector=style_vector)
     figures.add("init_h", h[:, :prefix], h_ref[:, :prefix])
     figures.add("init_k", k[:, :, :, :prefix], k_ref[:, :, :, :prefix])
     figures.add("init_v", v[:, :, :, :prefix], v_ref[:, :, :, :prefix])
     states = [(h[:, t], h_ref[:, t]) for t in range(prefix)]
     for t in range(prefix, n):
-        h_t, time_logits, k, v = graphs("step", previous=events[None, t - 1], begin=np.zeros(1, np.float32),
-                                        style_vector=style_vector, mode=mode_t, chord=chord[None, t],
-                                        tempo=tempo[None, t], position=np.array([t]), k_cache=k, v_cache=v)
+        h_t, time_logits, human_time_logits, k, v = graphs(
+            "step", previous=events[None, t - 1], begin=np.zeros(1, np.float32), style_vector=style_vector,
+            mode=mode_t, chord=chord[None, t], pulse=pulse[None, t], position=np.array([t]), k_cache=k, v_cache=v)
         figures.add("step_h", h_t, h_ref[:, t])
-        t_ref = model.time_head(h_ref[:, t] + model.voice_out(torch.tensor([AI])))
-        figures.add("step_time_logits", time_logits, t_ref)
+        figures.add("step_time_logits", time_logits, model.next_time_logits(h_ref[:, t], AI))
+        figures.add("step_human_time_logits", human_time_logits, model.next_time_logits(h_ref[:, t], HUMAN))
         states.append((h_t, h_ref[:, t]))
     figures.add("step_k", k[:, :, :, :n], k_ref)
     figures.add("step_v", v[:, :, :, :n], v_ref)
@@ -499,7 +516,8 @@ def step_latency_ms(model: JazzTransformer, graphs: OrtGraphs, runs: int = 30) -
     k, v = model.empty_cache()
     feeds = {"previous": np.zeros((1, 5), np.int64), "begin": np.zeros(1, np.float32),
              "style_vector": np.zeros((1, model.config.d_model), np.float32), "mode": np.zeros(1, np.int64),
-             "chord": np.zeros((1, CHORD_DIM), np.float32), "tempo": np.zeros(1, np.float32),
+             "chord": np.zeros((1, CHORD_DIM), np.float32),
+             "pulse": np.zeros((1, model.config.pulse_dim), np.float32),
              "position": np.array([model.config.context // 2]), "k_cache": k.numpy(), "v_cache": v.numpy()}
     session = graphs.sessions["step"]
     session.run(None, feeds)

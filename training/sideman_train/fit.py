@@ -12,6 +12,14 @@ draws its own windows; rank 0 validates and writes). The corpus cache is built f
 (`sideman-train prepare`). Checkpoints are written every validation, so `--resume` carries on after
 an interruption; the loss curve is kept as CSV and PNG beside them. At the end the best checkpoint
 on the validation split becomes a model bundle (manifest + weights) in --out.
+
+`--init-from BUNDLE` starts from a trained bundle's weights instead of random ones (a fresh run dir,
+a fresh optimizer and schedule): how a model trained in an earlier session keeps learning with new
+inputs. Weights the bundle lacks keep their initialisation, except that new input columns of a
+layer start at zero, so the network computes what the bundle did until it learns to use them.
+
+The loss counts the AI's events at weight 1 and the human's at train.human_weight (duets.py); every
+bits/event figure (validation, selection) is the AI's events only.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ def add_commands(commands) -> None:
     p.add_argument("--run-dir", type=Path, help="checkpoints and loss curves (default: runs/<config name>)")
     p.add_argument("--out", type=Path, help="write the best model bundle here at the end (e.g. models/transformer)")
     p.add_argument("--resume", action="store_true", help="carry on from the run dir's last checkpoint")
+    p.add_argument("--init-from", type=Path, metavar="BUNDLE",
+                   help="start from this trained model bundle's weights (e.g. models/transformer)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--max-minutes", type=float,
                    help="stop (and keep the best checkpoint) after this long; the cosine follows whichever "
@@ -95,12 +105,38 @@ class EventLoss(torch.nn.Module):
         return self.model.event_nats(batch)
 
 
-def masked_bits(scorer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of bits over the AI events of the batch (human events are context only) and their count.
-    scorer: a JazzTransformer, or an EventLoss (possibly wrapped in DDP)."""
+def masked_bits(scorer, batch: dict, human_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of bits over the AI events of the batch and their count; with human_weight > 0, plus the
+    human's events' bits and count at that weight (training). scorer: a JazzTransformer, or an
+    EventLoss (possibly wrapped in DDP)."""
     nats = scorer.event_nats(batch) if isinstance(scorer, JazzTransformer) else scorer(batch)
-    mask = batch["loss_mask"].float()
-    return (nats * mask).sum() / LN2, mask.sum()
+    weight = batch["loss_mask"].float()
+    if human_weight > 0 and "human_mask" in batch:
+        weight = weight + human_weight * batch["human_mask"].float()
+    return (nats * weight).sum() / LN2, weight.sum()
+
+
+def init_from_bundle(model: JazzTransformer, folder: Path) -> list[str]:
+    """Copy a bundle's weights into model (shapes must match, except input layers that grew: their
+    old columns are copied and the new ones start at zero). Returns what was not in the bundle."""
+    from sideman.model.bundle import load_bundle
+    source = load_bundle(folder).model.state_dict()
+    own = model.state_dict()
+    missing = []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            old = source.get(name)
+            if old is None:
+                missing.append(name)
+            elif old.shape == tensor.shape:
+                tensor.copy_(old)
+            elif old.dim() == 2 and old.shape[0] == tensor.shape[0] and old.shape[1] < tensor.shape[1]:
+                tensor.zero_()
+                tensor[:, :old.shape[1]] = old
+            else:
+                raise SystemExit(f"sideman-train fit: --init-from {folder}: {name} is {tuple(old.shape)} "
+                                 f"there and {tuple(tensor.shape)} in this config")
+    return missing
 
 
 @torch.no_grad()
@@ -157,7 +193,11 @@ def run(args) -> int:
         f"train {data.train_events:,} events in {data.train_performances} performances")
     model_config = ModelConfig.from_dict({**config["model"], "context": config["data"]["context"],
                                           "n_styles": data.n_style_rows, "n_modes": len(MODEL_MODES)})
-    model = JazzTransformer(model_config).to(device)
+    model = JazzTransformer(model_config)
+    if args.init_from and not (args.resume and (run_dir / "checkpoint.pt").exists()):
+        missing = init_from_bundle(model, args.init_from)
+        say(f"started from {args.init_from}" + (f" (new: {', '.join(missing)})" if missing else ""))
+    model = model.to(device)
     say(f"model: {model.parameter_count() / 1e6:.2f} M parameters on {device}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["train"]["lr"],
                                   weight_decay=config["train"]["weight_decay"], betas=(0.9, 0.98))
@@ -218,7 +258,7 @@ def run(args) -> int:
             group["lr"] = lr
         batch = to_torch(sampler.batch(batch_size), device, data.n_style_rows)
         with autocast():
-            bits, count = masked_bits(trained, batch)
+            bits, count = masked_bits(trained, batch, train_cfg["human_weight"])
             loss = bits / count.clamp(min=1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

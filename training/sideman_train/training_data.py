@@ -88,7 +88,8 @@ class TrainingData:
                               perf_weight=self.train_weight, mode_probs=probs / probs.sum(),
                               augment_cfg={"transpose": tuple(augment["transpose"]) if augment["transpose"] else None,
                                            "stretch": tuple(augment["stretch"]) if augment["stretch"] else None,
-                                           "velocity_jitter": augment["velocity_jitter"]})
+                                           "velocity_jitter": augment["velocity_jitter"]},
+                              listening=data["listening"])
         return StyleDropoutSampler(inner, data["style_dropout"], rng)
 
 

@@ -8,7 +8,7 @@
             has been lent to this project (the CPU path is what the tests and benchmarks cover).
 
 The live stream above calls only `step` (one event through the static KV cache, returning the
-backbone state and the AI's time logits), the three field heads, and `prefill` (a whole history
+backbone state, the AI's time logits and the human's: when the player is likely to play again), the three field heads, and `prefill` (a whole history
 at once, for re-priming when the cache slides). Everything goes in and out as numpy, so sampling
 does not care which backend runs. A cache is whatever the backend keeps; a step never writes into
 the cache it was given (it returns a new one), so holding on to an old cache *is* a rollback.
@@ -23,7 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sideman.model.events import AI
+from sideman.model.conditioning import PULSE_DIM, as_pulse
+from sideman.model.events import AI, HUMAN
 from sideman.model.model_files import GRAPH_NAMES
 
 BACKEND_NAMES = ("auto", "torch", "onnx", "tensorrt")
@@ -38,14 +39,15 @@ class StepOutput(NamedTuple):
     h: np.ndarray            # (D,) backbone state predicting the next event
     time_logits: np.ndarray  # (27,) the AI's time-field logits from that state
     cache: object            # the backend's KV cache after this step
+    human_time_logits: np.ndarray   # (27,) the same for the human: when the player plays again
 
 
 class History(NamedTuple):
     """A context to prefill: events[i] is fed at position i+1 (position 0 is the beginning
-    marker), conditioned on chord[i+1] / tempo[i+1]; chord[0] / tempo[0] go with the marker."""
+    marker), conditioned on chord[i+1] / pulse[i+1]; chord[0] / pulse[0] go with the marker."""
     events: np.ndarray       # (n, 5) int64: time, pitch, duration, velocity, voice
     chord: np.ndarray        # (n+1, 12) float32
-    tempo: np.ndarray        # (n+1,) float32
+    pulse: np.ndarray        # (n+1, PULSE_DIM) float32 (conditioning.pulse_features)
     mode: int
     style_vector: np.ndarray  # (D,)
 
@@ -58,10 +60,11 @@ class ModelBackend:
     def empty_cache(self):
         raise NotImplementedError
 
-    def step(self, previous, style_vector: np.ndarray, mode: int, chord: np.ndarray, tempo: float,
+    def step(self, previous, style_vector: np.ndarray, mode: int, chord: np.ndarray, pulse: np.ndarray,
              position: int, cache) -> StepOutput:
         """previous: (time, pitch, duration, velocity, voice) of the event fed, or None for the
-        beginning marker."""
+        beginning marker; pulse (PULSE_DIM,) (a model trained without the beat input reads its
+        first number, the tempo)."""
         raise NotImplementedError
 
     def pitch_logits(self, h: np.ndarray, voice: int, time_bin: int) -> np.ndarray:
@@ -77,10 +80,10 @@ class ModelBackend:
         """The state after the marker and every event of the history, as `step` would leave it
         (to float rounding), in one call. The default steps through it."""
         cache = self.empty_cache()
-        out = self.step(None, history.style_vector, history.mode, history.chord[0], float(history.tempo[0]), 0, cache)
+        out = self.step(None, history.style_vector, history.mode, history.chord[0], history.pulse[0], 0, cache)
         for i, event in enumerate(history.events):
             out = self.step(tuple(int(x) for x in event), history.style_vector, history.mode,
-                            history.chord[i + 1], float(history.tempo[i + 1]), i + 1, out.cache)
+                            history.chord[i + 1], history.pulse[i + 1], i + 1, out.cache)
         return out
 
     def warm_up(self, steps: int = 24) -> float:
@@ -88,15 +91,17 @@ class ModelBackend:
         first answer is as fast as the rest. Returns the seconds it took."""
         start = time.perf_counter()
         zeros = np.zeros(12, dtype=np.float32)
+        no_pulse = np.zeros(PULSE_DIM, dtype=np.float32)
         style = np.zeros(self.d_model, dtype=np.float32)
-        out = self.step(None, style, 0, zeros, 0.0, 0, self.empty_cache())
+        out = self.step(None, style, 0, zeros, no_pulse, 0, self.empty_cache())
         for i in range(1, steps):
-            out = self.step((3, 60, 4, 8, AI), style, 1, zeros, 0.0, i, out.cache)
+            out = self.step((3, 60, 4, 8, AI), style, 1, zeros, no_pulse, i, out.cache)
             self.pitch_logits(out.h, AI, 3)
             self.duration_logits(out.h, AI, 3, 60)
             self.velocity_logits(out.h, AI, 3, 60, 4)
         history = History(np.tile(np.array([[3, 60, 4, 8, AI]], dtype=np.int64), (steps, 1)),
-                           np.zeros((steps + 1, 12), np.float32), np.zeros(steps + 1, np.float32), 1, style)
+                           np.zeros((steps + 1, 12), np.float32), np.zeros((steps + 1, PULSE_DIM), np.float32),
+                           1, style)
         self.prefill(history)
         return time.perf_counter() - start
 
@@ -123,7 +128,7 @@ class TorchBackend(ModelBackend):
     def empty_cache(self):
         return self.model.empty_cache()
 
-    def step(self, previous, style_vector, mode, chord, tempo, position, cache) -> StepOutput:
+    def step(self, previous, style_vector, mode, chord, pulse, position, cache) -> StepOutput:
         torch = self.torch
         k, v = cache
         with torch.inference_mode():
@@ -131,9 +136,9 @@ class TorchBackend(ModelBackend):
             begin = torch.tensor([1.0 if previous is None else 0.0])
             h, k, v = self.model.step(prev, begin, torch.from_numpy(np.asarray(style_vector, np.float32))[None],
                                       torch.tensor([mode]), torch.from_numpy(np.asarray(chord, np.float32))[None],
-                                      torch.tensor([float(tempo)]), torch.tensor(position), k, v)
-            time_logits = self.model.time_head(h + self._voice_out[AI])
-        return StepOutput(h[0].numpy(), time_logits[0].numpy(), (k, v))
+                                      _pulse_row(pulse, torch), torch.tensor(position), k, v)
+            time_logits = self.model.time_head(torch.stack([h[0] + self._voice_out[AI], h[0] + self._voice_out[HUMAN]]))
+        return StepOutput(h[0].numpy(), time_logits[0].numpy(), (k, v), time_logits[1].numpy())
 
     def _head(self, head, h, voice, *chosen):
         torch = self.torch
@@ -160,7 +165,7 @@ class TorchBackend(ModelBackend):
             ev = torch.from_numpy(np.asarray(history.events, dtype=np.int64))
             batch = {name: ev[None, :, i] for i, name in enumerate(("time", "pitch", "duration", "velocity", "voice"))}
             batch.update(chord=torch.from_numpy(np.asarray(history.chord[:n], np.float32))[None],
-                         tempo=torch.from_numpy(np.asarray(history.tempo[:n], np.float32))[None],
+                         pulse=torch.from_numpy(np.asarray(history.pulse[:n], np.float32))[None],
                          mode=torch.tensor([history.mode]),
                          style_vector=torch.from_numpy(np.asarray(history.style_vector, np.float32))[None])
             _, k_seq, v_seq = self.model(batch, return_cache=True)
@@ -168,7 +173,12 @@ class TorchBackend(ModelBackend):
             k[:, :, :, :n] = k_seq
             v[:, :, :, :n] = v_seq
         return self.step(tuple(int(x) for x in history.events[-1]), history.style_vector, history.mode,
-                         history.chord[n], float(history.tempo[n]), n, (k, v))
+                         history.chord[n], history.pulse[n], n, (k, v))
+
+
+def _pulse_row(pulse, torch):
+    """(1, PULSE_DIM) tensor of a pulse (or of a bare tempo feature)."""
+    return torch.from_numpy(as_pulse(pulse))[None]
 
 
 class OnnxBackend(ModelBackend):
@@ -212,13 +222,20 @@ class OnnxBackend(ModelBackend):
         self.context = context
         self.d_model = d_model
         self._shape = self._cache_shape()
+        self._pulse_dim = self._input_width("step", "pulse")
         # Reused input arrays: a step allocates only what onnxruntime returns.
         self._previous = np.zeros((1, 5), np.int64)
         self._begin = np.zeros(1, np.float32)
         self._mode = np.zeros(1, np.int64)
         self._position = np.zeros(1, np.int64)
-        self._tempo = np.zeros(1, np.float32)
+        self._pulse = np.zeros((1, self._pulse_dim), np.float32)
         self._one = {n: np.zeros(1, np.int64) for n in ("voice", "time", "pitch", "duration")}
+
+    def _input_width(self, graph: str, name: str) -> int:
+        for value in self.sessions[graph].get_inputs():
+            if value.name == name:
+                return int(value.shape[-1])
+        raise BackendError(f"{graph} graph has no {name} input (export it again: `sideman-train export`)")
 
     def _cache_shape(self) -> tuple[int, ...]:
         for value in self.sessions["step"].get_inputs():
@@ -229,7 +246,7 @@ class OnnxBackend(ModelBackend):
     def empty_cache(self):
         return np.zeros(self._shape, np.float32), np.zeros(self._shape, np.float32)
 
-    def step(self, previous, style_vector, mode, chord, tempo, position, cache) -> StepOutput:
+    def step(self, previous, style_vector, mode, chord, pulse, position, cache) -> StepOutput:
         k, v = cache
         if previous is None:
             self._previous[0] = 0
@@ -239,13 +256,13 @@ class OnnxBackend(ModelBackend):
             self._begin[0] = 0.0
         self._mode[0] = mode
         self._position[0] = position
-        self._tempo[0] = tempo
-        h, time_logits, k, v = self.sessions["step"].run(None, {
+        self._pulse[0] = as_pulse(pulse)[:self._pulse_dim]
+        h, time_logits, human_time_logits, k, v = self.sessions["step"].run(None, {
             "previous": self._previous, "begin": self._begin,
             "style_vector": np.asarray(style_vector, np.float32).reshape(1, -1), "mode": self._mode,
-            "chord": np.asarray(chord, np.float32).reshape(1, 12), "tempo": self._tempo,
+            "chord": np.asarray(chord, np.float32).reshape(1, 12), "pulse": self._pulse,
             "position": self._position, "k_cache": k, "v_cache": v})
-        return StepOutput(h[0], time_logits[0], (k, v))
+        return StepOutput(h[0], time_logits[0], (k, v), human_time_logits[0])
 
     def _head(self, name, h, **chosen):
         feeds = {"h": h.reshape(1, -1)}
@@ -275,14 +292,14 @@ class OnnxBackend(ModelBackend):
         fields[:, 0, :n] = np.asarray(history.events, np.int64).T
         chord = np.zeros((1, pad, 12), np.float32)
         chord[0, :n] = history.chord[:n]
-        tempo = np.zeros((1, pad), np.float32)
-        tempo[0, :n] = history.tempo[:n]
+        pulse = np.zeros((1, pad, self._pulse_dim), np.float32)
+        pulse[0, :n] = np.asarray(history.pulse, np.float32)[:n, :self._pulse_dim]
         _, k, v = self.sessions["init"].run(None, {
             "time": fields[0], "pitch": fields[1], "duration": fields[2], "velocity": fields[3],
-            "voice": fields[4], "chord": chord, "tempo": tempo, "mode": np.array([history.mode], np.int64),
+            "voice": fields[4], "chord": chord, "pulse": pulse, "mode": np.array([history.mode], np.int64),
             "style_vector": np.asarray(history.style_vector, np.float32).reshape(1, -1)})
         return self.step(tuple(int(x) for x in history.events[-1]), history.style_vector, history.mode,
-                         history.chord[n], float(history.tempo[n]), n, (k, v))
+                         history.chord[n], history.pulse[n], n, (k, v))
 
 
 def graph_files(bundle) -> dict[str, str]:

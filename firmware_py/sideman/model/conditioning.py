@@ -9,7 +9,11 @@ so the model sees the same features in both.
 - Chord: per event, the pitch-class profile of the human's notes earlier in the sequence whose
   onsets lie within CHORD_WINDOW_S of the *previous* event's onset (never the event itself, a later
   one, or its own onset time: that is what the model predicts), scaled to max 1.
-- Tempo: log2(bpm / 120), clipped to [-2, 2] (30..480 bpm); 0 when unknown.
+- Pulse: what the beat tracker knows at the previous event's onset (PULSE_DIM numbers):
+  the tempo, log2(bpm / 120) clipped to [-2, 2] (30..480 bpm), 0 when unknown; and where that onset
+  fell in the beat, as confidence x (sin, cos) of its phase, then the confidence itself, so an
+  unsure grid reads as "no phase" rather than as a wrong one. Models trained before the beat input
+  read only the first number (ModelConfig.pulse_dim = 1).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sideman.model.events import HUMAN, PEDAL_DOWN
 MODEL_MODES: tuple[str, ...] = ("solo", "answer", "comp", "duet")
 CHORD_WINDOW_S = 2.0
 TEMPO_REFERENCE_BPM = 120.0
+PULSE_DIM = 4            # tempo, confidence x sin(phase), confidence x cos(phase), confidence
 
 
 def mode_index(mode: str | int) -> int:
@@ -78,3 +83,22 @@ def tempo_features(bpm) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(ok, np.clip(np.log2(np.where(ok, b, 1.0) / TEMPO_REFERENCE_BPM), -2.0, 2.0), 0.0)
     return out.astype(np.float32)
+
+
+def as_pulse(value) -> np.ndarray:
+    """float32 (PULSE_DIM,) from a pulse vector, or from a bare tempo feature (no beat grid)."""
+    row = np.zeros(PULSE_DIM, np.float32)
+    values = np.atleast_1d(np.asarray(value, np.float32)).ravel()
+    row[:min(values.size, PULSE_DIM)] = values[:PULSE_DIM]
+    return row
+
+
+def pulse_features(bpm, beat_phase, beat_confidence) -> np.ndarray:
+    """float32 (..., PULSE_DIM) from same-shaped bpm, beat phase (0..1, 0 on the beat) and the
+    tracker's confidence (0..1); nan phase or confidence count as 0 (no grid)."""
+    tempo = tempo_features(bpm)
+    phase = np.asarray(beat_phase, dtype=np.float64)
+    confidence = np.nan_to_num(np.clip(np.asarray(beat_confidence, dtype=np.float64), 0.0, 1.0))
+    angle = 2.0 * np.pi * np.nan_to_num(phase)
+    return np.stack([tempo, confidence * np.sin(angle), confidence * np.cos(angle), confidence],
+                    axis=-1).astype(np.float32)

@@ -32,7 +32,7 @@ from itertools import chain
 import numpy as np
 
 from sideman.model.backends import History, ModelBackend, StepOutput
-from sideman.model.conditioning import CHORD_WINDOW_S
+from sideman.model.conditioning import CHORD_WINDOW_S, as_pulse
 from sideman.model.events import HUMAN, PEDAL_DOWN, TIME_BINS_S
 
 CONTEXT_KEEP = 0.5     # share of the newest events kept when the cache slides
@@ -47,7 +47,7 @@ class ContextEvent:
     encoded: tuple[int, int, int, int, int]   # time, pitch, duration, velocity bins, voice
     onset_s: float
     chord: np.ndarray      # (12,) the human's chord around this event (conditioning of the next step)
-    tempo: float           # tempo feature
+    pulse: np.ndarray      # (PULSE_DIM,) tempo and where this event fell in the beat (conditioning.pulse_features)
     mode: int
     style: np.ndarray      # (D,) the style vector it was fed with
 
@@ -69,7 +69,7 @@ class LiveContext:
     slides: int = 0
 
     def __post_init__(self):
-        self._begin: tuple | None = None   # conditioning of the marker step: chord, tempo, mode, style
+        self._begin: tuple | None = None   # conditioning of the marker step: chord, pulse, mode, style
         self._human: deque[tuple[float, int]] = deque(maxlen=64)   # (onset, pitch class) for the chord input
         self._committed_out: StepOutput | None = None   # after the committed events, without its cache
         self._cache = None    # the newest cache: committed events, then the lookahead's
@@ -131,13 +131,14 @@ class LiveContext:
     def ahead_position(self) -> int:
         return self.position + len(self.ahead)
 
-    def start(self, style_vector: np.ndarray, mode: int, tempo: float) -> None:
+    def start(self, style_vector: np.ndarray, mode: int, pulse: np.ndarray) -> None:
         """A fresh context: just the beginning marker."""
         self.committed.clear()
         self.ahead.clear()
-        self._begin = (np.zeros(12, np.float32), float(tempo), int(mode), np.asarray(style_vector, np.float32))
-        chord, tempo, mode, style = self._begin
-        self._committed_out = self._keep(self.backend.step(None, style, mode, chord, tempo, 0,
+        self._begin = (np.zeros(12, np.float32), as_pulse(pulse), int(mode),
+                       np.asarray(style_vector, np.float32))
+        chord, pulse, mode, style = self._begin
+        self._committed_out = self._keep(self.backend.step(None, style, mode, chord, pulse, 0,
                                                            self.backend.empty_cache()))
         self.position = 1
         self.version += 1
@@ -145,15 +146,15 @@ class LiveContext:
     def room_ahead(self) -> bool:
         return len(self.ahead) < MAX_AHEAD and self.ahead_position < self.backend.context
 
-    def make_event(self, encoded, onset_s: float, tempo: float, mode: int, style_vector: np.ndarray) -> ContextEvent:
+    def make_event(self, encoded, onset_s: float, pulse: np.ndarray, mode: int, style_vector: np.ndarray) -> ContextEvent:
         pitch = encoded[1] if encoded[4] == HUMAN else None
         return ContextEvent(tuple(int(x) for x in encoded), float(onset_s),
-                            self.chord_after(onset_s, pitch), float(tempo), int(mode), style_vector)
+                            self.chord_after(onset_s, pitch), as_pulse(pulse), int(mode), style_vector)
 
     def _step(self, event: ContextEvent, position: int) -> StepOutput:
         """The event at `position`, on the context's cache (whatever it holds from `position` on is
         overwritten or unseen); returns the state after it, without its cache."""
-        return self._keep(self.backend.step(event.encoded, event.style, event.mode, event.chord, event.tempo,
+        return self._keep(self.backend.step(event.encoded, event.style, event.mode, event.chord, event.pulse,
                                             position, self._cache))
 
     def _keep(self, out: StepOutput) -> StepOutput:
@@ -215,13 +216,13 @@ class LiveContext:
         mode, style = kept[-1].mode, kept[-1].style
         self.committed = [e if e.mode == mode and e.style is style else replace(e, mode=mode, style=style)
                           for e in kept]
-        chord, tempo, _, _ = self._begin
-        self._begin = (chord, tempo, mode, style)
+        chord, pulse, _, _ = self._begin
+        self._begin = (chord, pulse, mode, style)
         events = self.committed
         self._committed_out = self._keep(self.backend.prefill(History(
             np.array([e.encoded for e in events], np.int64),
             np.stack([chord] + [e.chord for e in events]).astype(np.float32),
-            np.array([tempo] + [e.tempo for e in events], np.float32), mode, style)))
+            np.stack([pulse] + [e.pulse for e in events]).astype(np.float32), mode, style)))
         self.position = len(events) + 1
         self.slides += 1
 

@@ -8,8 +8,8 @@ Sequence layout. Position t predicts event t. Its input is the *previous* event 
 beginning vector at t = 0) plus what the listener knows when event t is decided:
 
     x_t = embed(event t-1: time, pitch, duration, velocity bins and its voice)
-          + style (blend weights @ style table) + mode + chord(12 pitch classes) + tempo
-          + position t
+          + style (blend weights @ style table) + mode + chord(12 pitch classes)
+          + pulse (tempo, and where event t-1 fell in the beat) + position t
 
 The backbone output h_t then goes through small heads, one field after another, each head also
 seeing the fields already chosen (same order as the Markov voice, so bits compare factor by factor):
@@ -18,6 +18,9 @@ seeing the fields already chosen (same order as the Markov voice, so bits compar
 
 Pedal tokens (128 down, 129 up) fix duration and velocity at bin 0, so those two factors are not
 scored for pedal events (they cost no bits), exactly as in the Markov voice.
+
+The heads see whose event comes next (voice_t). Asked for the human's voice, the time head is the
+model's guess of when the player plays again: `human_time_logits` in `step`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sideman.model.events import DURATION_BINS_S, PEDAL_DOWN, PITCH_TOKENS, TIME_BINS_S, VELOCITY_BINS
+from sideman.model.conditioning import PULSE_DIM
+from sideman.model.events import AI, DURATION_BINS_S, HUMAN, PEDAL_DOWN, PITCH_TOKENS, TIME_BINS_S, VELOCITY_BINS
 
 N_TIME, N_PITCH, N_DURATION, N_VELOCITY = len(TIME_BINS_S), PITCH_TOKENS, len(DURATION_BINS_S), VELOCITY_BINS
 FIELDS = ("time", "pitch", "duration", "velocity")
@@ -47,10 +51,12 @@ class ModelConfig:
     n_modes: int = 4            # conditioning.MODEL_MODES
     head_hidden: int = 256
     dropout: float = 0.1
+    pulse_dim: int = PULSE_DIM  # conditioning.pulse_features read (1: the tempo only)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        known.setdefault("pulse_dim", 1)   # configs written before the beat input knew only the tempo
         return cls(**known)
 
     def to_dict(self) -> dict:
@@ -149,7 +155,7 @@ class JazzTransformer(nn.Module):
         self.style_table = nn.Parameter(torch.zeros(config.n_styles, d))
         self.mode_in = nn.Embedding(config.n_modes, d)
         self.chord_in = nn.Linear(CHORD_DIM, d)
-        self.tempo_in = nn.Linear(1, d)
+        self.pulse_in = nn.Linear(config.pulse_dim, d)
         self.position = nn.Embedding(config.context, d)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -187,25 +193,32 @@ class JazzTransformer(nn.Module):
         (and styles fine-tuned later)."""
         return style_weights @ self.style_table
 
-    def conditioning(self, style_weights, mode, chord, tempo, style_vector=None):
+    def conditioning(self, style_weights, mode, chord, pulse, style_vector=None):
         """style_weights (B,S) (or the blended style_vector (B,D) itself), mode (B,), chord (B,T,12),
-        tempo (B,T) → (B,T,D)."""
+        pulse (B,T,PULSE_DIM) → (B,T,D)."""
         if style_vector is None:
             style_vector = self.style_vector(style_weights)
         per_sequence = style_vector + self.mode_in(mode)
-        return per_sequence[:, None, :] + self.chord_in(chord) + self.tempo_in(tempo[..., None])
+        return per_sequence[:, None, :] + self.chord_in(chord) + self.pulse_in(pulse[..., :self.config.pulse_dim])
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also reads weights saved before the beat input (their `tempo_in` is `pulse_in` of a
+        pulse_dim-1 model)."""
+        state_dict = {("pulse_in" + k[len("tempo_in"):] if k.startswith("tempo_in.") else k): v
+                      for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # --- whole sequences (training, scoring, prefill) ----------------------------------------
 
     def forward(self, batch: dict, return_cache: bool = False):
-        """batch: time/pitch/duration/velocity/voice (B,T) int64, chord (B,T,12), tempo (B,T),
+        """batch: time/pitch/duration/velocity/voice (B,T) int64, chord (B,T,12), pulse (B,T,PULSE_DIM),
         mode (B,), style_weights (B,S) or style_vector (B,D). Returns the backbone states (B,T,D)
         [and the KV caches]."""
         b, t = batch["time"].shape
         previous = self.event_embedding(batch["time"], batch["pitch"], batch["duration"],
                                         batch["velocity"], batch["voice"])[:, :-1]
         x = torch.cat([self.begin.expand(b, 1, -1), previous], dim=1)
-        x = x + self.conditioning(batch.get("style_weights"), batch["mode"], batch["chord"], batch["tempo"],
+        x = x + self.conditioning(batch.get("style_weights"), batch["mode"], batch["chord"], batch["pulse"],
                                   batch.get("style_vector"))
         x = self.drop(x + self.position(torch.arange(t, device=x.device)))
         keys, values = [], []
@@ -244,17 +257,18 @@ class JazzTransformer(nn.Module):
         shape = (c.n_layers, batch_size, c.n_heads, c.context, c.d_model // c.n_heads)
         return torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
 
-    def step(self, previous: torch.Tensor, begin: torch.Tensor, style_vector, mode, chord, tempo,
+    def step(self, previous: torch.Tensor, begin: torch.Tensor, style_vector, mode, chord, pulse,
              position: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
         """One backbone step. previous (B,5) int64: time, pitch, duration, velocity, voice of the
         previous event; begin (B,) float: 1.0 at the start of a sequence (previous is ignored);
-        style_vector (B,D) from style_vector(); chord (B,12); tempo (B,); position: int64 scalar tensor; caches (L,B,H,N,hd).
+        style_vector (B,D) from style_vector(); chord (B,12); pulse (B,PULSE_DIM); position: int64
+        scalar tensor; caches (L,B,H,N,hd).
         Returns h (B,D) and the new caches. Same numbers as forward() at that position."""
         e = self.event_embedding(previous[:, 0], previous[:, 1], previous[:, 2], previous[:, 3], previous[:, 4])
         gate = begin[:, None]
         x = gate * self.begin + (1.0 - gate) * e
         x = x + (style_vector + self.mode_in(mode)
-                 + self.chord_in(chord) + self.tempo_in(tempo[:, None]))
+                 + self.chord_in(chord) + self.pulse_in(pulse[:, :self.config.pulse_dim]))
         x = (x + self.position(position))[:, None, :]
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
@@ -262,3 +276,9 @@ class JazzTransformer(nn.Module):
             new_k.append(k)
             new_v.append(v)
         return self.norm(x)[:, 0], torch.stack(new_k), torch.stack(new_v)
+
+    def next_time_logits(self, h: torch.Tensor, voice: int) -> torch.Tensor:
+        """Time-gap logits (B,N_TIME) of the next event if it is `voice`'s (AI: what the AI plays;
+        HUMAN: when the player is likely to play again)."""
+        voice_ids = torch.full(h.shape[:-1], voice, dtype=torch.long, device=h.device)
+        return self.time_head(h + self.voice_out(voice_ids))

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sideman.model.conditioning import MODEL_MODES, tempo_features
+from sideman.model.conditioning import MODEL_MODES, pulse_features
 from sideman.model.events import (AI, DURATION_BINS_S, HUMAN, PEDAL_DOWN, PEDAL_UP, TIME_BINS_S, Note,
                                   duration_bin, time_bin, velocity_bin, velocity_of_bin)
 from sideman.model.live_stream import LiveContext, draw, earliest_time_bins
+from sideman.model.turns import return_chance
 from sideman.play.improviser import MAX_NOTE_S, MarkovImproviser
 from sideman.play.note_stream import PeekableNotes
 from sideman.play.contracts import SessionView
@@ -132,7 +133,7 @@ class TransformerImproviser:
         self.speculation = {"adopted": 0, "missed": 0, "computed": 0}
         self.event_seconds: deque[float] = deque(maxlen=2000)   # cost of the latest sampled events (status)
         self.rollbacks = 0
-        self._tempo = 0.0
+        self._beat = None             # the listener's latest beat estimate (the pulse input)
         self._mode = MODEL_MODES.index("answer")
         self._last_human_duration_s = HUMAN_DURATION_GUESS_S
         self._started = False
@@ -163,6 +164,25 @@ class TransformerImproviser:
     def available_styles(self) -> list[str]:
         return sorted(s.name for s in self.bundle.styles)
 
+    @property
+    def hears_turns(self) -> bool:
+        """The model was trained on the human's events too (train.human_weight > 0), so its
+        human-voice time head knows when players play again (models before that never learnt it)."""
+        train = (self.bundle.manifest.get("training") or {}).get("train") or {}
+        return float(train.get("human_weight", 0.0) or 0.0) > 0.0
+
+    def player_returns(self, t_s: float, within_s: float) -> float | None:
+        """The model's chance that the player plays again within `within_s` after t_s, given that
+        nothing came since their newest event. None when it has no opinion: resting, a model
+        without the human's events, or the newest event is the AI's."""
+        if not (self.healthy and self._started and self.hears_turns) or not self.context.committed:
+            return None
+        newest = self.context.committed[-1]
+        state = self.context.state
+        if newest.encoded[4] != HUMAN or state is None:
+            return None
+        return return_chance(state.human_time_logits, max(0.0, t_s - newest.onset_s), within_s)
+
     def learn(self, notes: list[Note]) -> None:
         self.fallback.learn(notes)   # the Markov voice keeps learning the player, ready to take over
 
@@ -187,13 +207,21 @@ class TransformerImproviser:
 
     def _conditions(self, session: SessionView, t_s: float) -> None:
         state = session.state(t_s)
-        self._tempo = float(tempo_features(np.array([60.0 / state.beat.period_s]))[0])
+        self._beat = state.beat
         self._mode = MODEL_MODES.index(session.model_mode)
+
+    def _pulse_at(self, t_s: float) -> np.ndarray:
+        """The pulse input of an event at t_s: the tempo, and where t_s falls on the tracked grid
+        (as in training: the tracker's estimate when the event is heard)."""
+        beat = self._beat
+        if beat is None:
+            return pulse_features(np.nan, np.nan, 0.0)
+        return pulse_features(beat.tempo_bpm, beat.beat_position(t_s) % 1.0, beat.confidence)
 
     def _ensure_started(self, session: SessionView, t_s: float) -> None:
         if not self._started:
             self._conditions(session, t_s)
-            self.context.start(self.style_vector(session.steering), self._mode, self._tempo)
+            self.context.start(self.style_vector(session.steering), self._mode, self._pulse_at(t_s))
             self._started = True
 
     # --- what the session calls ---------------------------------------------------------------
@@ -214,7 +242,7 @@ class TransformerImproviser:
         self._conditions(session, t_s)
         last = self.context.last_committed_onset_s
         gap = 0.0 if last is None else max(0.0, t_s - last)
-        event = self.context.make_event((time_bin(gap), token, db, vb, HUMAN), t_s, self._tempo, self._mode,
+        event = self.context.make_event((time_bin(gap), token, db, vb, HUMAN), t_s, self._pulse_at(t_s), self._mode,
                                         self.style_vector(session.steering))
         self._forget_lookahead()
         self._try(self.context.append, event)
@@ -378,7 +406,8 @@ class TransformerImproviser:
         duration = max(0.05, min(DURATION_BINS_S[db], MAX_NOTE_S, request.end_s + 0.5 - onset))
         note = Note(onset, pitch, velocity_of_bin(vb), duration, AI)
         mode = MODEL_MODES.index(MODEL_MODE_OF_KIND[request.kind])
-        event = self.context.make_event((tb, pitch, db, vb, AI), onset, self._tempo, mode, self.style_vector(plan.steering))
+        event = self.context.make_event((tb, pitch, db, vb, AI), onset, self._pulse_at(onset), mode,
+                                        self.style_vector(plan.steering))
         self.context.push_ahead(event, tag=plan, note=note)
         plan.notes_ahead += 1
 
