@@ -100,6 +100,22 @@ def test_density_knob_moves_what_the_session_reads_and_push_turn_is_the_second_f
     assert panel.view(clock.t + 2).knobs[3].label == "DENS"
 
 
+def test_push_turning_the_adventure_knob_sets_patience_and_the_phrase_end_waits_longer(rig):
+    box, panel, _synth, clock = rig
+    from sideman.listen.phrases import phrase_end_gap_s
+    before, adventure = box.voice.controls["patience"], box.voice.controls["temperature"]
+    panel.post(Turn(2, 8, held=True))
+    settle(panel, clock)
+    assert box.voice.controls["patience"] == pytest.approx(before + 8 / 40)
+    assert box.voice.controls["temperature"] == adventure   # the turn's first function is left alone
+    assert panel.view(clock.t).knobs[2].label == "WAIT"
+    # the session hands it to its phrase listener at the next tick: a longer silence ends a phrase
+    box.engine.call_soon(lambda: box.voice.tick(int(clock.t * 1e9)))
+    settle(panel, clock)
+    assert box.voice.listener.phrases.end_gap_s() == pytest.approx(phrase_end_gap_s(before + 8 / 40))
+    assert phrase_end_gap_s(before + 8 / 40) > phrase_end_gap_s(before) + 0.1
+
+
 def test_turning_past_the_end_stays_at_the_end(rig):
     box, panel, _synth, clock = rig
     panel.post(Turn(0, 200))

@@ -46,13 +46,20 @@ def test_a_breath_inside_a_phrase_never_triggers_an_answer_and_an_impatient_box_
 
 
 def test_a_real_phrase_end_is_answered_within_the_patience_gap():
+    from sideman.listen.phrases import BREATH_WAIT_S, QUICKEST_GAP_S
+    gaps = []
     for patience, silence in ((0.5, 0.6), (1.0, 0.9)):
         duet = _duet(CALL, 1, patience=patience)
         answer = [n for n in duet.ai if n.onset_s >= CALL_END]
         assert answer, "the call was not answered"
         gap = answer[0].onset_s - CALL_END
-        # The silence, then at most the wait for the beat grid (0.15 s) and one engine tick.
-        assert silence - 0.01 <= gap <= silence + 0.15 + 0.01
+        # The silence (sooner when the voice hears the end, later when it hears a breath), then at
+        # most the wait for the beat grid (0.15 s) and one engine tick.
+        ended_by_cue = duet.session.listener.phrases.ended_by_cue
+        low = QUICKEST_GAP_S if ended_by_cue else silence
+        assert low - 0.01 <= gap <= silence + BREATH_WAIT_S + 0.15 + 0.01
+        gaps.append(gap)
+    assert gaps[1] >= gaps[0] - 0.01, "more patience never answers sooner"
 
 
 def test_with_echo_up_the_answer_restates_the_calls_last_motif():
@@ -220,3 +227,88 @@ def test_the_phrase_end_cue_model_finds_a_cue_when_the_solos_have_one(tmp_path, 
     best = min((r for r in report["cue_model"].values() if r["cut_into_share"] == 0.0),
                key=lambda r: r["median_end_silence_s"])
     assert best["median_end_silence_s"] < timer["median_end_silence_s"] - 0.2
+
+
+# --- the voice's turn cue -------------------------------------------------------------------------
+
+def _phrase_ending_at(listener, release_s: float) -> None:
+    listener.note_on(release_s - 0.5, 60, 80)
+    listener.note_off(release_s, 60)
+
+
+def _end_time(cue, patience: float = 0.5) -> float | None:
+    """When a PhraseListener with this turn cue ends a phrase released at 1.0 s (ticks of 5 ms)."""
+    from sideman.listen.phrases import PhraseListener
+    listener = PhraseListener(patience=patience, turn_cue=cue)
+    _phrase_ending_at(listener, 1.0)
+    for k in range(1, 400):
+        t = 1.0 + 0.005 * k
+        if listener.check_end(t) is not None:
+            return round(t - 1.0, 3)
+    return None
+
+
+def test_the_voices_turn_cue_ends_a_sure_phrase_end_early_and_waits_out_a_breath_it_hears():
+    from sideman.listen.phrases import BREATH_WAIT_S, QUICKEST_GAP_S, phrase_end_gap_s
+    silence = phrase_end_gap_s(0.5)
+    assert _end_time(None) == pytest.approx(silence, abs=0.006)              # no voice opinion: the silence
+    assert _end_time(lambda t, within: None) == pytest.approx(silence, abs=0.006)
+    assert _end_time(lambda t, within: 0.01) == pytest.approx(QUICKEST_GAP_S, abs=0.006)   # "they are done"
+    assert _end_time(lambda t, within: 0.95) == pytest.approx(silence + BREATH_WAIT_S, abs=0.006)  # "a breath"
+    assert _end_time(lambda t, within: 0.4) == pytest.approx(silence, abs=0.006)    # unsure: the silence
+    # the cue is read only once the quickest silence has passed, and a timer baseline ignores it
+    asked = []
+    _end_time(lambda t, within: asked.append(t - 1.0) or 0.4)
+    assert asked and min(asked) >= QUICKEST_GAP_S - 1e-9
+    from sideman.listen.phrases import PhraseListener
+    timer = PhraseListener(fixed_gap_s=0.25, turn_cue=lambda t, within: 0.99)
+    _phrase_ending_at(timer, 1.0)
+    assert timer.check_end(1.26) is not None
+
+
+def test_patience_makes_the_turn_cue_more_or_less_eager():
+    from sideman.listen.phrases import end_below
+    assert end_below(0.0) > end_below(0.5) > end_below(1.0)
+    chance = (end_below(0.0) + end_below(1.0)) / 2
+    assert _end_time(lambda t, within: chance, patience=0.0) < 0.35      # impatient: ends on the cue
+    assert _end_time(lambda t, within: chance, patience=1.0) > 0.85      # patient: waits the silence
+
+
+def test_return_chance_reads_the_models_next_gap_as_a_turn():
+    import numpy as np
+    from sideman.model.events import TIME_BINS_S
+    from sideman.model.turns import return_chance, survival
+    quick = np.full(len(TIME_BINS_S), -30.0)
+    quick[TIME_BINS_S.index(0.25)] = 0.0            # "the next note comes a quarter second after the last"
+    assert survival(quick, 0.0) == pytest.approx(1.0)
+    assert return_chance(quick, 0.1, 0.5) == pytest.approx(1.0, abs=1e-6)
+    assert return_chance(quick, 1.0, 0.5) == 0.0      # long overdue: the model expected them long ago
+    late = np.full(len(TIME_BINS_S), -30.0)
+    late[-1] = 0.0                                    # "nothing for seconds": a phrase end
+    assert return_chance(late, 0.5, 0.5) < 1e-6
+    both = np.full(len(TIME_BINS_S), -30.0)
+    both[TIME_BINS_S.index(0.7)] = both[-1] = 0.0     # half a breath of 0.7 s, half an end
+    assert return_chance(both, 0.4, 0.5) == pytest.approx(0.5, abs=0.01)
+    assert return_chance(both, 0.9, 0.5) < 0.01       # past the breath: it has ended
+
+
+def test_turn_cues_judges_a_rule_against_the_silence_timers_on_the_same_rests():
+    """The offline judge behind `sideman-train turn-cues`: calls whose breaths (0.65 s) the voice
+    hears as breaths (a high return chance) and whose ends it hears as ends (a low one) get a rule
+    that answers sooner than the 0.7 s timer and cuts into none, where a 0.6 s timer cuts into
+    every call; with a cue that cannot tell them apart, no such rule is found."""
+    import numpy as np
+    from sideman_train.turn_cues import SILENCES_S, choose, judge, timer_curve
+
+    def rests(breath_chance, end_chance):
+        trace = lambda chance, length: np.where(SILENCES_S < length, chance, np.nan)  # noqa: E731
+        return [(0.65, trace(breath_chance, 0.65)), (float("inf"), trace(end_chance, np.inf))]
+
+    telling = [rests(0.9, 0.02) for _ in range(50)]
+    timers = timer_curve(telling)
+    assert timers["0.6s"]["share_cut_into"] == 1.0 and timers["0.7s"]["share_cut_into"] == 0.0
+    rule = choose(telling)
+    assert rule["share_cut_into"] == 0.0 and rule["median_gap_s"] < 0.4
+    blind = [rests(0.3, 0.3) for _ in range(50)]
+    assert choose(blind) == {} or choose(blind)["median_gap_s"] >= 0.7
+    assert judge(blind, lambda chances: 0.6)["share_cut_into"] == 1.0

@@ -4,13 +4,19 @@ A phrase starts with the first note after silence. It ends when every key has be
 phrase-end gap: the *patience* control's silence (0.6 s by default), or longer when this player's
 own breaths inside phrases are longer (the box learns how they breathe, over the gig).
 
+The voice's own ear moves that gap (`turn_cue`, the transformer's guess of when the player plays
+again, `sideman.model.turns`): once the keys have been up for QUICKEST_GAP_S, a chance of the
+player coming back within TURN_HORIZON_S below `end_below(patience)` ends the phrase there and
+then, and a chance above BREATH_ABOVE (it hears a breath) stretches the gap by BREATH_WAIT_S.
+Thresholds chosen on WJazzD train-split calls (`sideman-train turn-cues`).
+
 Why a silence, and in seconds: on real solos (WJazzD horn calls, `sideman-train eval-answers`) the
 old gap of half a beat answered into a breath in a third of the calls. A logistic model of the
 rest's end from everything the listener knows (the rest in beats and against the player's
 breaths, the last note's length and beat position, the phrase's length, a falling or low or soft
 ending) sat on the silence timer's curve, not below it: the cues the listener has do not tell a
-breath from an end sooner than the silence does. The model's own prediction of the player's next
-event (the retrained voice) is the signal still to add.
+breath from an end sooner than the silence does; the model's prediction of the player's next
+event is the cue that can.
 The sustain pedal does not hold a phrase open: a pianist often lets the last chord ring.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -31,11 +38,22 @@ LONGEST_GAP_S = 1.2
 BREATHS_KEPT = 32          # the player's latest rests inside phrases
 BREATH_MARGIN = 1.1        # the gap stays this much above their long breaths
 MIN_BREATHS = 4
+# The voice's cue (turn_cue): its chance that the player plays again within TURN_HORIZON_S.
+TURN_HORIZON_S = 0.5
+END_BELOW = (0.10, 0.25)   # a chance below this ends the phrase early: at patience 1 .. 0
+BREATH_ABOVE = 0.5         # a chance above this is a breath: wait BREATH_WAIT_S longer
+BREATH_WAIT_S = 0.3
 
 
 def phrase_end_gap_s(patience: float) -> float:
     """The silence that ends a phrase, set by the patience control."""
     return QUICKEST_GAP_S + PATIENCE_SPAN_S * min(1.0, max(0.0, patience))
+
+
+def end_below(patience: float) -> float:
+    """The voice's return chance under which the phrase ends at once: more eager when impatient."""
+    p = min(1.0, max(0.0, patience))
+    return END_BELOW[1] + (END_BELOW[0] - END_BELOW[1]) * p
 
 
 @dataclass
@@ -51,9 +69,12 @@ class Phrase:
 
 
 class PhraseListener:
-    def __init__(self, fixed_gap_s: float | None = None, patience: float = 0.5):
-        self.fixed_gap_s = fixed_gap_s  # a plain silence timer, blind to breaths (baselines)
+    def __init__(self, fixed_gap_s: float | None = None, patience: float = 0.5,
+                 turn_cue: Callable[[float, float], float | None] | None = None):
+        self.fixed_gap_s = fixed_gap_s  # a plain silence timer, blind to breaths and cues (baselines)
         self.patience = patience        # the session keeps it at the patience control
+        self.turn_cue = turn_cue        # (t_s, within_s) -> the voice's chance the player comes back
+        self.ended_by_cue = 0           # phrases the voice's cue ended before the silence did
         self.breaths: deque[float] = deque(maxlen=BREATHS_KEPT)
         self._long_breath_s = 0.0   # the 90th percentile of breaths, kept as they come (not per tick)
         self.current: Phrase | None = None
@@ -115,10 +136,21 @@ class PhraseListener:
             self._long_breath_s = float(np.percentile(self.breaths, 90))
 
     def check_end(self, t_s: float) -> Phrase | None:
-        """Returns the phrase when it has just ended (all keys up for the phrase-end gap)."""
+        """Returns the phrase when it has just ended (all keys up for the phrase-end gap, as the
+        voice's cue moves it)."""
         if self.current is None or self._held or self._last_release_s is None:
             return None
-        if t_s - self._last_release_s < self.end_gap_s():
+        silence = t_s - self._last_release_s
+        gap = self.end_gap_s()
+        if self.fixed_gap_s is None and self.turn_cue is not None and silence >= QUICKEST_GAP_S:
+            chance = self.turn_cue(t_s, TURN_HORIZON_S)
+            if chance is not None and chance < end_below(self.patience):
+                if silence < gap:
+                    self.ended_by_cue += 1
+                gap = silence
+            elif chance is not None and chance > BREATH_ABOVE:
+                gap = min(LONGEST_GAP_S, gap + BREATH_WAIT_S)
+        if silence < gap:
             return None
         phrase = self.current
         phrase.end_s = self._last_release_s

@@ -25,7 +25,8 @@ class Knob:
 KNOBS: tuple[Knob, ...] = (
     Knob(Function("BLEND", "style_blend"), Function("STYLB", "partner")),
     Knob(Function("MODE", "mode"), Function("BARS", "trade_bars")),
-    Knob(Function("ADV", "temperature"), Function("CHORD", "chord_bias")),
+    # patience where the hand already is for "how the AI plays"; chord bias stays on MIDI CC and presets
+    Knob(Function("ADV", "temperature"), Function("WAIT", "patience")),
     Knob(Function("DENS", "density"), Function("LEN", "answer_length")),
 )
 

@@ -70,6 +70,9 @@ class Improviser(Protocol):
                   rng: np.random.Generator) -> Iterator[Note]:
         """The notes for a request, in onset order (an iterator, or a stream with peek/pop)."""
     def available_styles(self) -> list[str]: ...
+    def player_returns(self, t_s: float, within_s: float) -> float | None:
+        """Its own chance that the player plays again within `within_s` of t_s (nothing came since
+        their newest note); None: no opinion. The phrase-end rule reads it."""
 
     @property
     def status(self) -> dict:

@@ -60,6 +60,11 @@ class MarkovImproviser:
     def cancel(self, session, t_s: float) -> None: ...
 
     @staticmethod
+    def player_returns(t_s: float, within_s: float) -> None:
+        """A Markov table has no idea when the player comes back: the phrase-end rule's silence decides."""
+        return None
+
+    @staticmethod
     def available_styles() -> list[str]:
         from sideman.model.markov import available_styles
         return available_styles()

@@ -66,6 +66,8 @@ class Session:
         self.styles = styles
         self.warnings: list[str] = []   # e.g. a style table that could not be loaded
         self.listener = Listener(tempo_bpm=control_value(self.controls, "tempo_bpm"))
+        # the voice's own guess of when the player plays again is one cue of the phrase-end rule
+        self.listener.phrases.turn_cue = lambda t_s, within_s: self.improviser.player_returns(t_s, within_s)
         self.policy = make_policy(mode)
         self.mode_changes = 0
         self.seed = seed
