@@ -298,7 +298,7 @@ def test_turn_cues_judges_a_rule_against_the_silence_timers_on_the_same_rests():
     that answers sooner than the 0.7 s timer and cuts into none, where a 0.6 s timer cuts into
     every call; with a cue that cannot tell them apart, no such rule is found."""
     import numpy as np
-    from sideman_train.turn_cues import SILENCES_S, choose, judge, timer_curve
+    from sideman_train.turn_cues import SILENCES_S, below_the_curve, choose, judge, timer_curve
 
     def rests(breath_chance, end_chance):
         trace = lambda chance, length: np.where(SILENCES_S < length, chance, np.nan)  # noqa: E731
@@ -309,6 +309,7 @@ def test_turn_cues_judges_a_rule_against_the_silence_timers_on_the_same_rests():
     assert timers["0.6s"]["share_cut_into"] == 1.0 and timers["0.7s"]["share_cut_into"] == 0.0
     rule = choose(telling)
     assert rule["share_cut_into"] == 0.0 and rule["median_gap_s"] < 0.4
+    assert below_the_curve(rule, timers) and not below_the_curve(timers["0.8s"], timers)
     blind = [rests(0.3, 0.3) for _ in range(50)]
     assert choose(blind) == {} or choose(blind)["median_gap_s"] >= 0.7
     assert judge(blind, lambda chances: 0.6)["share_cut_into"] == 1.0

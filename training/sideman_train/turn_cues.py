@@ -112,6 +112,16 @@ def timer_curve(calls_rests) -> dict:
     return {f"{t}s": judge(calls_rests, lambda chances, t=t: t) for t in TIMERS_S}
 
 
+def below_the_curve(rule: dict, timers: dict) -> bool:
+    """The rule is better than the silence timer: some timer that answers no sooner cuts into more
+    calls, and no timer that cuts into as few calls answers as soon (MUSICIANSHIP.md)."""
+    cut, gap = rule["share_cut_into"], rule["median_gap_s"]
+    if cut is None or gap is None:
+        return False
+    as_safe = [t for t in timers.values() if t["share_cut_into"] is not None and t["share_cut_into"] <= cut]
+    return all(t["median_gap_s"] > gap for t in as_safe)
+
+
 def choose(calls_rests) -> dict:
     """The quickest (median gap) thresholds with at most MAX_CUT_SHARE of calls cut into."""
     best = None
@@ -156,6 +166,7 @@ def run(args) -> int:
         row = {"timers": timer_curve(group)}
         if chosen:
             row["rule"] = judge(group, lambda c: fire_s(c, chosen["end_below"], chosen["breath_above"]))
+            row["rule_below_the_timer_curve"] = below_the_curve(row["rule"], row["timers"])
         row["patience_only"] = judge(group, lambda c: fire_s(c, None, 1.01))
         report["sets"][name] = row
     text = json.dumps(report, indent=2)
