@@ -313,3 +313,22 @@ def test_turn_cues_judges_a_rule_against_the_silence_timers_on_the_same_rests():
     blind = [rests(0.3, 0.3) for _ in range(50)]
     assert choose(blind) == {} or choose(blind)["median_gap_s"] >= 0.7
     assert judge(blind, lambda chances: 0.6)["share_cut_into"] == 1.0
+
+
+def test_the_session_asks_its_voice_for_the_turn_cue_only_when_the_cue_is_on(monkeypatch):
+    """Off (what ships: the cue does not beat the silence timer yet) a sure "they are done" from
+    the voice changes nothing; on, the same voice ends the phrase at the quickest silence."""
+    import sideman.play.session as session_module
+    from sideman.listen.phrases import QUICKEST_GAP_S, phrase_end_gap_s
+
+    def end_after(on: bool) -> float:
+        monkeypatch.setattr(session_module, "VOICE_CUE_ON", on)
+        session = make_session(controls=defaults(), seed=1)
+        session.improviser.player_returns = lambda t_s, within_s: 0.01
+        duet = play_performance(list(SECOND_HALF), session, tail_s=2.0)
+        phrase = duet.session.log.phrases[0]
+        answer = duet.session.log.answers[0]
+        return answer.decided_s - phrase.end_s
+
+    assert end_after(False) == pytest.approx(phrase_end_gap_s(0.5), abs=0.011)
+    assert end_after(True) == pytest.approx(QUICKEST_GAP_S, abs=0.011)

@@ -8,7 +8,10 @@ The voice's own ear moves that gap (`turn_cue`, the transformer's guess of when 
 again, `sideman.model.turns`): once the keys have been up for QUICKEST_GAP_S, a chance of the
 player coming back within TURN_HORIZON_S below `end_below(patience)` ends the phrase there and
 then, and a chance above BREATH_ABOVE (it hears a breath) stretches the gap by BREATH_WAIT_S.
-Thresholds chosen on WJazzD train-split calls (`sideman-train turn-cues`).
+Thresholds chosen on WJazzD train-split calls (`sideman-train turn-cues`). The session asks the
+voice only while VOICE_CUE_ON: with the voice of 2026-12-06 the cue does not tell a breath from an
+end (on val calls the chance the player comes back is ~0.7-0.8 at both), so no threshold got below
+the silence timer's curve and the box ships the silence rule alone.
 
 Why a silence, and in seconds: on real solos (WJazzD horn calls, `sideman-train eval-answers`) the
 old gap of half a beat answered into a breath in a third of the calls. A logistic model of the
@@ -43,6 +46,7 @@ TURN_HORIZON_S = 0.5
 END_BELOW = (0.10, 0.25)   # a chance below this ends the phrase early: at patience 1 .. 0
 BREATH_ABOVE = 0.5         # a chance above this is a breath: wait BREATH_WAIT_S longer
 BREATH_WAIT_S = 0.3
+VOICE_CUE_ON = False       # off until `sideman-train turn-cues` finds a rule below the timer's curve
 
 
 def phrase_end_gap_s(patience: float) -> float:

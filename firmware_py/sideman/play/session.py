@@ -18,7 +18,7 @@ from sideman.clock import NS_PER_S
 from sideman.controls import defaults as control_defaults
 from sideman.controls import value as control_value
 from sideman.listen.listener import Listener, ListenerState
-from sideman.listen.phrases import Phrase
+from sideman.listen.phrases import VOICE_CUE_ON, Phrase
 from sideman.model.events import Note
 from sideman.model.voice import HUSH
 from sideman.play.note_stream import NoteStream, PeekableNotes
@@ -67,7 +67,9 @@ class Session:
         self.warnings: list[str] = []   # e.g. a style table that could not be loaded
         self.listener = Listener(tempo_bpm=control_value(self.controls, "tempo_bpm"))
         # the voice's own guess of when the player plays again is one cue of the phrase-end rule
-        self.listener.phrases.turn_cue = lambda t_s, within_s: self.improviser.player_returns(t_s, within_s)
+        # (phrases.VOICE_CUE_ON: not yet, see there)
+        if VOICE_CUE_ON:
+            self.listener.phrases.turn_cue = lambda t_s, within_s: self.improviser.player_returns(t_s, within_s)
         self.policy = make_policy(mode)
         self.mode_changes = 0
         self.seed = seed
