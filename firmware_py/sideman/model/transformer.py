@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sideman.model.conditioning import PULSE_DIM
-from sideman.model.events import AI, DURATION_BINS_S, HUMAN, PEDAL_DOWN, PITCH_TOKENS, TIME_BINS_S, VELOCITY_BINS
+from sideman.model.events import DURATION_BINS_S, PEDAL_DOWN, PITCH_TOKENS, TIME_BINS_S, VELOCITY_BINS
 
 N_TIME, N_PITCH, N_DURATION, N_VELOCITY = len(TIME_BINS_S), PITCH_TOKENS, len(DURATION_BINS_S), VELOCITY_BINS
 FIELDS = ("time", "pitch", "duration", "velocity")
