@@ -221,8 +221,8 @@ class OnnxBackend(ModelBackend):
                 raise BackendError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from None
         self.context = context
         self.d_model = d_model
-        self._shape = self._cache_shape()
-        self._pulse_dim = self._input_width("step", "pulse")
+        self._shape = self._input_shape("step", "k_cache")
+        self._pulse_dim = self._input_shape("step", "pulse")[-1]
         # Reused input arrays: a step allocates only what onnxruntime returns.
         self._previous = np.zeros((1, 5), np.int64)
         self._begin = np.zeros(1, np.float32)
@@ -231,17 +231,11 @@ class OnnxBackend(ModelBackend):
         self._pulse = np.zeros((1, self._pulse_dim), np.float32)
         self._one = {n: np.zeros(1, np.int64) for n in ("voice", "time", "pitch", "duration")}
 
-    def _input_width(self, graph: str, name: str) -> int:
+    def _input_shape(self, graph: str, name: str) -> tuple[int, ...]:
         for value in self.sessions[graph].get_inputs():
             if value.name == name:
-                return int(value.shape[-1])
+                return tuple(int(n) for n in value.shape)
         raise BackendError(f"{graph} graph has no {name} input (export it again: `sideman-train export`)")
-
-    def _cache_shape(self) -> tuple[int, ...]:
-        for value in self.sessions["step"].get_inputs():
-            if value.name == "k_cache":
-                return tuple(value.shape)
-        raise BackendError("step graph has no k_cache input")
 
     def empty_cache(self):
         return np.zeros(self._shape, np.float32), np.zeros(self._shape, np.float32)
