@@ -42,11 +42,14 @@ def _ended_at(listener, after_s, until_s):
     return None
 
 
-def test_the_phrase_end_gap_follows_the_patience_control():
-    assert phrase_end_gap_s(0.0) == pytest.approx(0.3)
-    assert phrase_end_gap_s(0.5) == pytest.approx(0.6)       # the default
-    assert phrase_end_gap_s(1.0) == pytest.approx(0.9)
-    assert phrase_end_gap_s(3.0) == pytest.approx(0.9)       # clamped
+def test_the_phrase_end_gap_follows_the_patience_control_and_waits_longer_after_a_short_phrase():
+    long_line = 4.0   # seconds from the phrase's first onset to its last release
+    assert phrase_end_gap_s(0.0, long_line) == pytest.approx(0.31)
+    assert phrase_end_gap_s(0.5, long_line) == pytest.approx(0.61)       # the default
+    assert phrase_end_gap_s(1.0, long_line) == pytest.approx(0.91)
+    assert phrase_end_gap_s(3.0, long_line) == pytest.approx(0.91)       # clamped
+    assert phrase_end_gap_s(0.5, 1.0) == pytest.approx(0.81)             # a short phrase: a breath is likelier
+    assert 0.61 < phrase_end_gap_s(0.5, 2.75) < 0.81                     # in between, in between
 
 
 def test_a_player_who_comes_back_soon_after_an_end_makes_the_box_wait_longer():
@@ -54,15 +57,15 @@ def test_a_player_who_comes_back_soon_after_an_end_makes_the_box_wait_longer():
     listener = Listener(tempo_bpm=120)
     t = 0.0
     ends = []
-    for _ in range(6):   # phrases with 0.7 s breaths between them: each looks like an end at 0.6 s
+    for _ in range(6):   # short phrases with 0.85 s breaths between them: each looks like an end at 0.81 s
         notes = line(t, [60, 62, 64, 65], 0.25)
         _feed(listener, notes)
         last_off = notes[-1].onset_s + notes[-1].duration_s
-        ends.append(_ended_at(listener, last_off, last_off + 0.7))
-        t = last_off + 0.7
-    assert ends[0] is not None                         # at first a 0.6 s silence ends the phrase
-    assert listener.phrases.end_gap_s() > 0.7          # after a few cut-ins, the breath is known
-    assert ends[-1] is None                            # and a 0.7 s breath no longer ends it
+        ends.append(_ended_at(listener, last_off, last_off + 0.85))
+        t = last_off + 0.85
+    assert ends[0] is not None                         # at first a 0.81 s silence ends the phrase
+    assert listener.phrases.end_gap_s() > 0.85         # after a few cut-ins, the breath is known
+    assert ends[-1] is None                            # and a 0.85 s breath no longer ends it
 
 
 def test_a_phrase_ends_after_the_gap_and_the_pedal_does_not_hold_it_open():
@@ -72,7 +75,8 @@ def test_a_phrase_ends_after_the_gap_and_the_pedal_does_not_hold_it_open():
     last_off = notes[-1].onset_s + notes[-1].duration_s
     assert _ended_at(listener, 0.0, last_off - 0.01) is None
     ended = _ended_at(listener, last_off, last_off + 2)
-    assert ended is not None and last_off + 0.59 <= ended <= last_off + 0.62   # patience 0.5: 0.6 s
+    gap = phrase_end_gap_s(0.5, last_off - notes[0].onset_s)                 # a 1 s phrase: 0.81 s
+    assert ended is not None and last_off + gap - 0.01 <= ended <= last_off + gap + 0.02
     assert len(listener.phrases.last.notes) == 4
 
 
@@ -127,8 +131,8 @@ def test_sideman_play_writes_the_duet_the_picture_and_a_summary(tmp_path):
     summary = json.loads(run.stdout)
     assert summary["phrases_heard"] == 3 and summary["answers"] == 3
     assert summary["ai_onsets_during_human_notes"] == 0
-    # The patience silence (0.6 s by default), then at most a short wait for the beat grid.
-    assert 0.55 <= summary["response_gap_ms"]["median"] / 1000 <= 0.6 + 0.15 + 0.01
+    # The patience silence (0.61-0.81 s by the phrase's length), then at most a short wait for the beat grid.
+    assert 0.6 <= summary["response_gap_ms"]["median"] / 1000 <= 0.81 + 0.15 + 0.01
     duet = mido.MidiFile(tmp_path / "duet.mid")
     names = [t.name for t in duet.tracks]
     assert names == ["human", "sideman"]

@@ -55,6 +55,20 @@ def split_at_rests(notes: list[Note], rest_s: float) -> list[list[Note]]:
     return phrases
 
 
+def rests_of(notes) -> list[tuple[float, float, float]]:
+    """(when every key is up, how long until the next note, the phrase so far: from the first
+    onset to that release) for each rest between the notes, and after the last (inf)."""
+    out, end = [], None
+    ordered = sorted(notes, key=lambda n: n.onset_s)
+    for note in ordered:
+        if end is not None and note.onset_s > end:
+            out.append((end, note.onset_s - end, end - ordered[0].onset_s))
+        end = note.onset_s + note.duration_s if end is None else max(end, note.onset_s + note.duration_s)
+    if ordered:
+        out.append((end, float("inf"), end - ordered[0].onset_s))
+    return out
+
+
 def split_at_onset_gaps(notes: list[Note], gap_s: float) -> list[list[Note]]:
     """Piano: a phrase ends where no new key goes down for gap_s; notes still held are cut where
     the next phrase starts."""
@@ -126,5 +140,5 @@ def piano_pairs(paths: list[Path], per_file: int | None = None) -> list[Call]:
     return calls
 
 
-def mehldau_val_files(pijama_root: Path, artist: str = "Brad Mehldau") -> list[Path]:
-    return [p.path for p in list_performances(pijama_root, artist, "val", pijama=True)]
+def mehldau_files(pijama_root: Path, artist: str = "Brad Mehldau", split: str = "val") -> list[Path]:
+    return [p.path for p in list_performances(pijama_root, artist, split, pijama=True)]

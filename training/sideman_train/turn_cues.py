@@ -10,7 +10,9 @@ voice's chance that the player plays again within phrases.TURN_HORIZON_S is read
 silence. A rule then fires at the first silence where it would end the phrase:
 
     the chance is below `end_below` (once QUICKEST_GAP_S has passed), else the patience silence
-    (0.6 s), stretched by BREATH_WAIT_S where the chance at that silence is above `breath_above`.
+    for the phrase so far (phrases.phrase_end_gap_s: 0.58 s after a phrase of 3.5 s or more, 0.75 s
+    after a shorter one), stretched by BREATH_WAIT_S where the chance at that silence is above
+    `breath_above`.
 
 A call is *cut into* when the rule fires inside one of its breaths; its response gap is when the
 rule fires after its last release. The thresholds are chosen on the train-split calls (path hash,
@@ -29,12 +31,11 @@ import numpy as np
 
 from sideman.listen.phrases import (BREATH_WAIT_S, LONGEST_GAP_S, QUICKEST_GAP_S, TURN_HORIZON_S,
                                     phrase_end_gap_s)
-from sideman.model.events import Note
 from sideman.paths import write_atomically
 from sideman.play.session import Session
 from sideman.play.simulate import performance_messages
 from sideman.play.voices import open_model
-from sideman_train.calls import Call, horn_calls
+from sideman_train.calls import Call, horn_calls, rests_of
 from sideman_train.corpus import hash_split
 
 STEP_S = 0.025
@@ -45,14 +46,15 @@ BREATH_ABOVE_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01)   # 1.01: never stretch
 MAX_CUT_SHARE = 0.02
 
 
-def rests_of_call(call: Call, session: Session) -> list[tuple[float, np.ndarray]]:
+def rests_of_call(call: Call, session: Session) -> list[tuple[float, np.ndarray, float]]:
     """(rest length in s, inf for the call's end; the voice's chance at each SILENCES_S within it,
-    nan where none) for every rest of the call, fed into `session` (hear only: nothing is played)."""
+    nan where none; the phrase so far in s) for every rest of the call, fed into `session` (hear
+    only: nothing is played)."""
     messages = performance_messages(list(call.notes))
-    releases = _rest_starts(call.notes)
+    releases = rests_of(call.notes)
     rests = []
     i = 0
-    for start, length in releases:
+    for start, length, phrase_s in releases:
         while i < len(messages) and messages[i][0] <= start:
             session.hear(messages[i][1], int(messages[i][0] * 1e9))
             i += 1
@@ -63,24 +65,15 @@ def rests_of_call(call: Call, session: Session) -> list[tuple[float, np.ndarray]
             chance = session.improviser.player_returns(start + silence, TURN_HORIZON_S)
             if chance is not None:
                 chances[k] = chance
-        rests.append((length, chances))
+        rests.append((length, chances, phrase_s))
     return rests
 
 
-def _rest_starts(notes: tuple[Note, ...]) -> list[tuple[float, float]]:
-    """(time every key is up, rest length) for each rest between the notes and after the last."""
-    out, end = [], None
-    for note in sorted(notes, key=lambda n: n.onset_s):
-        if end is not None and note.onset_s > end:
-            out.append((end, note.onset_s - end))
-        end = note.onset_s + note.duration_s if end is None else max(end, note.onset_s + note.duration_s)
-    out.append((end, float("inf")))
-    return out
-
-
-def fire_s(chances: np.ndarray, end_below: float | None, breath_above: float, patience: float = 0.5) -> float:
-    """When the rule ends the phrase in a rest with these chances (inf: not within LONGEST_GAP_S)."""
-    gap = phrase_end_gap_s(patience)
+def fire_s(chances: np.ndarray, end_below: float | None, breath_above: float, phrase_s: float,
+           patience: float = 0.5) -> float:
+    """When the rule ends the phrase in a rest with these chances, after a phrase phrase_s long
+    (inf: not within LONGEST_GAP_S)."""
+    gap = phrase_end_gap_s(patience, phrase_s)
     if end_below is None:
         return gap
     for silence, chance in zip(SILENCES_S, chances):
@@ -97,11 +90,11 @@ def fire_s(chances: np.ndarray, end_below: float | None, breath_above: float, pa
 
 
 def judge(calls_rests: list[list[tuple[float, np.ndarray]]], fire) -> dict:
-    """Share of calls cut into and the median response gap for a rule `fire(chances) -> s`."""
+    """Share of calls cut into and the median response gap for a rule `fire(chances, phrase_s) -> s`."""
     cut, gaps = [], []
     for rests in calls_rests:
-        cut.append(any(fire(chances) < length for length, chances in rests if np.isfinite(length)))
-        end = [fire(chances) for length, chances in rests if not np.isfinite(length)]
+        cut.append(any(fire(chances, so_far) < length for length, chances, so_far in rests if np.isfinite(length)))
+        end = [fire(chances, so_far) for length, chances, so_far in rests if not np.isfinite(length)]
         gaps.extend(g for g in end if np.isfinite(g))
     return {"calls": len(calls_rests), "share_cut_into": round(float(np.mean(cut)), 4) if cut else None,
             "median_gap_s": round(statistics.median(gaps), 3) if gaps else None,
@@ -109,7 +102,7 @@ def judge(calls_rests: list[list[tuple[float, np.ndarray]]], fire) -> dict:
 
 
 def timer_curve(calls_rests) -> dict:
-    return {f"{t}s": judge(calls_rests, lambda chances, t=t: t) for t in TIMERS_S}
+    return {f"{t}s": judge(calls_rests, lambda chances, phrase_s, t=t: t) for t in TIMERS_S}
 
 
 def below_the_curve(rule: dict, timers: dict) -> bool:
@@ -127,7 +120,7 @@ def choose(calls_rests) -> dict:
     best = None
     for end_below in END_BELOW_GRID:
         for breath_above in BREATH_ABOVE_GRID:
-            figures = judge(calls_rests, lambda c, e=end_below, b=breath_above: fire_s(c, e, b))
+            figures = judge(calls_rests, lambda c, s, e=end_below, b=breath_above: fire_s(c, e, b, s))
             if figures["share_cut_into"] is None or figures["share_cut_into"] > MAX_CUT_SHARE:
                 continue
             if figures["median_gap_s"] is None or figures["share_answered"] < 1.0:
@@ -165,9 +158,9 @@ def run(args) -> int:
     for name, group in rests.items():
         row = {"timers": timer_curve(group)}
         if chosen:
-            row["rule"] = judge(group, lambda c: fire_s(c, chosen["end_below"], chosen["breath_above"]))
+            row["rule"] = judge(group, lambda c, s: fire_s(c, chosen["end_below"], chosen["breath_above"], s))
             row["rule_below_the_timer_curve"] = below_the_curve(row["rule"], row["timers"])
-        row["patience_only"] = judge(group, lambda c: fire_s(c, None, 1.01))
+        row["patience_only"] = judge(group, lambda c, s: fire_s(c, None, 1.01, s))
         report["sets"][name] = row
     text = json.dumps(report, indent=2)
     print(text)

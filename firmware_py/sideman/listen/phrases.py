@@ -1,25 +1,30 @@
 """Phrases ("MIDI voice activity"): when the player starts playing and when a phrase has ended.
 
 A phrase starts with the first note after silence. It ends when every key has been up for the
-phrase-end gap: the *patience* control's silence (0.6 s by default), or longer when this player's
-own breaths inside phrases are longer (the box learns how they breathe, over the gig).
+phrase-end gap, which the *patience* control sets (0.61 s by default) and two things stretch:
+- a short phrase waits up to SHORT_PHRASE_WAIT_S longer (0.81 s by default after a phrase of
+  SHORT_PHRASE_S or less, less and less up to SURE_PHRASE_S): a horn player's longest breaths
+  come early in a line, and a statement rarely ends that soon;
+- this player's own breaths inside phrases, when they are longer (the box learns how they
+  breathe, over the gig).
 
-The voice's own ear moves that gap (`turn_cue`, the transformer's guess of when the player plays
-again, `sideman.model.turns`): once the keys have been up for QUICKEST_GAP_S, a chance of the
-player coming back within TURN_HORIZON_S below `end_below(patience)` ends the phrase there and
-then, and a chance above BREATH_ABOVE (it hears a breath) stretches the gap by BREATH_WAIT_S.
+Why a silence that depends on the phrase's length: on real solos (WJazzD horn calls: the first
+and the middle phrase of every file, `sideman-train phrase-end-cues`) the length of the phrase so
+far is the one cue the listener has that tells a breath from an end sooner than a plain timer.
+The rule chosen on the 535 train-split calls cuts into 1.9 % of them and answers the median call
+after 0.61 s, where the 0.6 s timer cuts into 6.5 % and the 0.65 s timer 3.4 %; on the 52 val
+calls 0 % at 0.61 s (timers: 7.7 % at 0.6 s, 0 % only from 0.7 s). The other cues tried there
+(the rest in beats and against the player's breaths, the last note's length, beat position and
+scale degree, a falling, low or soft ending, the sub-phrase since the last breath) added nothing.
+
+The voice's own ear can move that gap too (`turn_cue`, the transformer's guess of when the player
+plays again, `sideman.model.turns`): once the keys have been up for QUICKEST_GAP_S, a chance of
+the player coming back within TURN_HORIZON_S below `end_below(patience)` ends the phrase there
+and then, and a chance above BREATH_ABOVE (it hears a breath) stretches the gap by BREATH_WAIT_S.
 Thresholds chosen on WJazzD train-split calls (`sideman-train turn-cues`). The session asks the
 voice only while VOICE_CUE_ON: with the voice of 2026-12-06 the cue does not tell a breath from an
 end (on val calls the chance the player comes back is ~0.7-0.8 at both), so no threshold got below
-the silence timer's curve and the box ships the silence rule alone.
-
-Why a silence, and in seconds: on real solos (WJazzD horn calls, `sideman-train eval-answers`) the
-old gap of half a beat answered into a breath in a third of the calls. A logistic model of the
-rest's end from everything the listener knows (the rest in beats and against the player's
-breaths, the last note's length and beat position, the phrase's length, a falling or low or soft
-ending) sat on the silence timer's curve, not below it: the cues the listener has do not tell a
-breath from an end sooner than the silence does; the model's prediction of the player's next
-event is the cue that can.
+the silence timer's curve.
 The sustain pedal does not hold a phrase open: a pianist often lets the last chord ring.
 """
 
@@ -33,11 +38,16 @@ import numpy as np
 
 from sideman.model.events import Note
 
-# The phrase-end silence for patience 0 .. 1 (0.5, the default, is 0.6 s), and how far the
-# player's own long breaths may stretch it.
-QUICKEST_GAP_S = 0.3
-PATIENCE_SPAN_S = 0.6
+# The phrase-end silence after a phrase of SURE_PHRASE_S or more, for patience 0 .. 1 (0.5, the
+# default, is 0.61 s); a phrase of SHORT_PHRASE_S or less waits SHORT_PHRASE_WAIT_S more, one in
+# between a share of it. The player's own long breaths may stretch it to LONGEST_GAP_S.
+# Chosen by `sideman-train phrase-end-cues`.
+SILENCE_SPAN_S = (0.31, 0.91)
+SHORT_PHRASE_S = 2.0
+SURE_PHRASE_S = 3.5
+SHORT_PHRASE_WAIT_S = 0.2
 LONGEST_GAP_S = 1.2
+QUICKEST_GAP_S = 0.3       # the voice's cue may end a phrase from this silence on
 BREATHS_KEPT = 32          # the player's latest rests inside phrases
 BREATH_MARGIN = 1.1        # the gap stays this much above their long breaths
 MIN_BREATHS = 4
@@ -49,9 +59,18 @@ BREATH_WAIT_S = 0.3
 VOICE_CUE_ON = False       # off until `sideman-train turn-cues` finds a rule below the timer's curve
 
 
-def phrase_end_gap_s(patience: float) -> float:
-    """The silence that ends a phrase, set by the patience control."""
-    return QUICKEST_GAP_S + PATIENCE_SPAN_S * min(1.0, max(0.0, patience))
+def phrase_end_gap_s(patience: float, phrase_s: float) -> float:
+    """The silence that ends a phrase that has lasted phrase_s (first onset to last release), set
+    by the patience control: longer after a short phrase."""
+    quickest, slowest = SILENCE_SPAN_S
+    gap = quickest + (slowest - quickest) * min(1.0, max(0.0, patience))
+    return gap + short_phrase_wait_s(phrase_s)
+
+
+def short_phrase_wait_s(phrase_s: float, short_s: float = SHORT_PHRASE_S, sure_s: float = SURE_PHRASE_S,
+                        wait_s: float = SHORT_PHRASE_WAIT_S) -> float:
+    """How much longer a phrase phrase_s long waits: all of wait_s up to short_s, none from sure_s."""
+    return wait_s * min(1.0, max(0.0, (sure_s - phrase_s) / (sure_s - short_s)))
 
 
 def end_below(patience: float) -> float:
@@ -126,13 +145,21 @@ class PhraseListener:
             self.current.notes.append(Note(onset, pitch, velocity, t_s - onset))
 
     def end_gap_s(self) -> float:
-        """How long every key must stay up for the phrase to end: the patience control's silence,
-        or a little more than this player's long breaths (the 90th percentile of their latest
-        rests inside phrases) when those are longer."""
+        """How long every key must stay up for the phrase to end: the patience control's silence
+        for the phrase as long as it is now, or a little more than this player's long breaths (the
+        90th percentile of their latest rests inside phrases) when those are longer."""
         if self.fixed_gap_s is not None:
             return self.fixed_gap_s
-        gap = max(phrase_end_gap_s(self.patience), BREATH_MARGIN * self._long_breath_s)
+        gap = max(phrase_end_gap_s(self.patience, self.phrase_so_far_s()), BREATH_MARGIN * self._long_breath_s)
         return min(LONGEST_GAP_S, gap)
+
+    def phrase_so_far_s(self) -> float:
+        """From the phrase's first onset to its last release (0 while none is being played or a
+        key is down)."""
+        release = self.last_release_s
+        if self.current is None or release is None:
+            return 0.0
+        return release - self.current.start_s
 
     def _breathed(self, rest_s: float) -> None:
         self.breaths.append(rest_s)
