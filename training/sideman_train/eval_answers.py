@@ -7,7 +7,8 @@ seeds:
 - each voice asked for (the transformer and the Markov voice), with the box's phrase-end rule;
 - silence timers (the Markov voice, answering the moment the silence has lasted so long): the
   turn-taking curve that any phrase-end rule is judged against;
-- the reference: Mehldau's own next phrase, for the PiJAMA val pairs.
+- the reference: Mehldau's own next phrase, for the PiJAMA pairs (val; `--pijama-split train` for
+  the pairs the answer density is calibrated on: live_transformer.ANSWER_DENSITY_NATS).
 
 Output: JSON on stdout (and in --out), and piano rolls of the first calls per set in --out.
 """
@@ -28,7 +29,7 @@ from sideman.play.session import Session
 from sideman.play.simulate import play_performance
 from sideman.play.voices import TRANSFORMER_DIR, load_styles, open_model
 from sideman_train.answer_measures import bigram_reuse, measure_answer
-from sideman_train.calls import Call, horn_calls, mehldau_val_files, piano_pairs
+from sideman_train.calls import Call, horn_calls, mehldau_files, piano_pairs
 
 ANSWER_TAIL_S = 6.0          # how long the session listens on after a call
 INSIDE_GRACE_S = 0.1         # an AI onset in a call's first 0.1 s is not "inside" it
@@ -39,7 +40,8 @@ PER_ANSWER = ("notes_per_second", "pulse_share", "lowest_note", "share_below_48"
 class Voices:
     """The styles and the transformer, loaded once; a fresh session per call."""
 
-    def __init__(self, model_backend: str = "auto"):
+    def __init__(self, model_backend: str = "auto", density: float | None = None):
+        self.density = density   # the density control (None: its default)
         self.styles, self.problems = load_styles(warn=lambda message: None)
         self.model = None
         try:
@@ -48,7 +50,10 @@ class Voices:
             self.problems.append(f"{exc}; no transformer rows")
 
     def session(self, voice: str, seed: int, timer_s: float | None = None) -> Session:
-        return call_response_session(self.styles, seed, self.model if voice == "transformer" else None, timer_s)
+        session = call_response_session(self.styles, seed, self.model if voice == "transformer" else None, timer_s)
+        if self.density is not None:
+            session.controls["density"] = self.density
+        return session
 
 
 def play_call(call: Call, session: Session) -> dict:
@@ -89,8 +94,8 @@ def _median(values) -> float | None:
 
 
 def evaluate(call_sets: dict[str, list[Call]], voices: tuple[str, ...], seeds: int, timers: tuple[float, ...],
-             out_dir: Path | None = None, progress: bool = False) -> dict:
-    loaded = Voices()
+             out_dir: Path | None = None, progress: bool = False, density: float | None = None) -> dict:
+    loaded = Voices(density=density)
     if "transformer" in voices and loaded.model is None:
         voices = tuple(v for v in voices if v != "transformer")
     report = {"seeds": seeds, "problems": loaded.problems, "sets": {}}
@@ -131,7 +136,8 @@ def run(args) -> int:
     if args.wjazzd:
         sets["wjazzd_horn_calls"] = spread(horn_calls(Path(args.wjazzd)), args.limit)
     if args.pijama:
-        sets["mehldau_val_pairs"] = spread(piano_pairs(mehldau_val_files(Path(args.pijama))), args.limit)
+        files = mehldau_files(Path(args.pijama), split=args.pijama_split)
+        sets[f"mehldau_{args.pijama_split}_pairs"] = spread(piano_pairs(files), args.limit)
     if not sets or not any(sets.values()):
         print("eval-answers: no calls (give --wjazzd and/or --pijama folders that hold MIDI files)")
         return 2
@@ -140,7 +146,7 @@ def run(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
     timers = tuple(float(t) for t in args.timers.split(",") if t.strip()) if args.timers else ()
-    report = evaluate(sets, voices, args.seeds, timers, out_dir, progress=args.progress)
+    report = evaluate(sets, voices, args.seeds, timers, out_dir, progress=args.progress, density=args.density)
     report["command"] = "sideman-train " + " ".join(sys.argv[1:])
     text = json.dumps(report, indent=2)
     print(text)
@@ -153,6 +159,9 @@ def add_commands(commands) -> None:
     p = commands.add_parser("eval-answers", help="MUSICIANSHIP.md's measures of the answers to a set of calls")
     p.add_argument("--wjazzd", help="a folder of monophonic solos: horn calls (e.g. ../shared/data/wjazzd)")
     p.add_argument("--pijama", help="the PiJAMA folder (pijama.csv): Mehldau's val pairs and his own answers")
+    p.add_argument("--pijama-split", default="val", choices=("val", "train"),
+                   help="whose pairs: val (the measure) or train (the density calibration)")
+    p.add_argument("--density", type=float, help="the density control, 0-1 (default: its default, 0.5)")
     p.add_argument("--voices", default="transformer,markov", help="comma-separated: transformer, markov")
     p.add_argument("--timers", default=",".join(str(t) for t in TIMERS_S),
                    help="silence timers for the turn-taking curve, in seconds ('' for none)")

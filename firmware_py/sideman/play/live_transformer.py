@@ -64,6 +64,11 @@ CANDIDATE_EVENTS = 8      # a speculative answer's length (the rest is sampled a
 
 # Steering scales: controls are 0..1, the model's logits are in nats.
 DENSITY_NATS = 3.0        # density 0 → −3, 1 → +3 on the log-odds of gaps under 0.25 s
+# Added for answers (call and response, trading), so that the default density is as busy as an
+# answer gets: on Mehldau's train-split pairs (`sideman-train eval-answers --pijama-split train
+# --density D`) answers rise from 3.9 notes/s at D 0.5 to 4.2 at 0.6 (this much) and no more than
+# 3 % further at any D up to 0.85; his own answers there: 6.1.
+ANSWER_DENSITY_NATS = 0.6
 CHORD_BIAS_NATS = 2.0     # chord_bias 1 → +2 on pitches of the human's chord
 HUMAN_DURATION_GUESS_S = 0.25
 MAX_CHORD_NOTES = 4       # comping and duet: notes struck together at most
@@ -375,6 +380,8 @@ class TransformerImproviser:
         else:
             logits = state.time_logits.astype(np.float64, copy=True)
             density = (request.density - 0.5) * 2 * DENSITY_NATS
+            if request.kind == ANSWER:
+                density += ANSWER_DENSITY_NATS
             logits[_SHORT_GAPS] += density
             allowed = earliest_time_bins(last, now_s)
             if request.kind in (COMP, DUET):
