@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from music_fixtures import fixture_markov, fixture_session, line, scale_walk
+from sideman.listen.phrases import phrase_end_gap_s
 from sideman.model.events import Note, Pedal
 from sideman.play.improviser import MarkovImproviser
 from sideman.play.session import Session
@@ -37,8 +38,9 @@ def test_call_response_answers_after_each_phrase_and_never_during_one():
         answer = [n for n in duet.ai if end < n.onset_s < end + 4 * 4 * BEAT]
         assert answer, f"no answer after the phrase ending at {end:.2f}"
         gap = answer[0].onset_s - end
-        # The patience silence (0.6 s by default), then at most 0.15 s to the beat grid.
-        assert 0.59 < gap <= 0.6 + 0.15 + 0.01, f"answer started {gap * 1000:.0f} ms after the phrase"
+        # The patience silence for a phrase this long, then at most 0.15 s to the beat grid.
+        silence = phrase_end_gap_s(0.5, end - start)
+        assert silence - 0.01 < gap <= silence + 0.15 + 0.01, f"answer started {gap * 1000:.0f} ms after the phrase"
     summary = duet.summary()
     assert summary["phrases_heard"] == 4 and summary["answers"] == 4
     assert summary["ai_onsets_during_human_notes"] == 0

@@ -10,6 +10,7 @@ import pytest
 from midi_probe import sounding_after
 from music_fixtures import fixture_session, line, scale_walk
 from sideman.clock import NS_PER_S, now_ns
+from sideman.listen.phrases import phrase_end_gap_s
 from sideman.model.events import Note
 from sideman.play.simulate import performance_messages
 
@@ -75,9 +76,10 @@ def test_call_response_over_jack_answers_after_the_phrase_and_yields_to_the_play
     first_end = human[len(first) - 1].onset_s + human[len(first) - 1].duration_s
     answers = [n for n in ai if n.onset_s > first_end]
     assert answers, "no answer over JACK"
-    # The patience silence (0.6 s by default), at most 0.15 s to the beat grid, and JACK's slack.
+    # The patience silence for a 3 s phrase, at most 0.15 s to the beat grid, and JACK's slack.
     gap = answers[0].onset_s - first_end
-    assert 0.55 <= gap <= 0.6 + 0.15 + 0.06, f"the answer started {gap:.3f} s after the phrase"
+    silence = phrase_end_gap_s(0.5, first_end - human[0].onset_s)
+    assert silence - 0.05 <= gap <= silence + 0.15 + 0.06, f"the answer started {gap:.3f} s after the phrase"
     # No AI note starts or keeps sounding while the player plays (100 ms barge-in grace).
     for h in human:
         clash = [n for n in ai if max(n.onset_s, h.onset_s + 0.1) < min(n.onset_s + n.duration_s, h.onset_s + h.duration_s)]
