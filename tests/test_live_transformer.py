@@ -539,3 +539,18 @@ def test_the_voice_guesses_when_the_player_returns_after_their_notes_and_only_wh
         voice.context.append(voice.context.make_event((5, 70, 6, 8, AI), last.onset_s + 0.6, 0.0, 1,
                                                       voice.style_vector(session.steering)))
         assert voice.player_returns(last.onset_s + 0.8, 0.5) is None
+
+
+def test_the_answer_density_offset_makes_answers_busier_and_leaves_comping_alone(tiny_bundle, monkeypatch):
+    """live_transformer.ANSWER_DENSITY_NATS (the calibration that gives a default answer its notes
+    per second) moves answers; comping keeps its own rules: the same seed comps the same notes."""
+    import sideman.play.live_transformer as live_transformer
+
+    def played(mode: str, offset: float) -> list[Note]:
+        monkeypatch.setattr(live_transformer, "ANSWER_DENSITY_NATS", offset)
+        return play_performance(call_phrases(4, seed=4), session_on(tiny_bundle, mode=mode, seed=1)).ai
+
+    sparse, busy = played("call-response", -3.0), played("call-response", 3.0)
+    assert len(busy) > 1.2 * len(sparse), (len(sparse), len(busy))   # 37 against 29 when written
+    comp = [(n.onset_s, n.pitch) for n in played("comp", -3.0)]
+    assert comp and comp == [(n.onset_s, n.pitch) for n in played("comp", 3.0)]
