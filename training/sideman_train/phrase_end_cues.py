@@ -1,5 +1,5 @@
 """`sideman-train phrase-end-cues FOLDER`: the box's phrase-end rule against the silence timer's
-curve (`../shared/docs/MUSICIANSHIP.md`, *Turn-taking*), and the choice of its two constants.
+curve (`../shared/docs/MUSICIANSHIP.md`, *Turn-taking*), and the choice of its three numbers.
 
 Every horn call of the folder (calls.horn_calls: the first and the middle phrase of each file, as
 `eval-answers` takes them) is split into its rests: the breaths inside it (shorter than 0.7 s) and
@@ -92,11 +92,11 @@ def listener_on_call(call: Call, patience: float = 0.5) -> tuple[bool, float | N
     t, i = events[0][0], 0
     while t < last_release + 2.0:
         while i < len(events) and events[i][0] <= t:
-            _, is_on, note = events[i]
+            at, is_on, note = events[i]
             if is_on:
-                listener.note_on(events[i][0], note.pitch, note.velocity)
+                listener.note_on(at, note.pitch, note.velocity)
             else:
-                listener.note_off(events[i][0], note.pitch)
+                listener.note_off(at, note.pitch)
             i += 1
         ended = listener.check_end(t)
         if ended is not None:
@@ -111,7 +111,8 @@ def judge_listener(calls: list[Call]) -> dict:
     """As `judge`, for the box's PhraseListener (the gap over the calls it did not cut into)."""
     results = [listener_on_call(c) for c in calls]
     gaps = [gap for _, gap in results if gap is not None]
-    return {"calls": len(calls), "share_cut_into": round(float(np.mean([cut for cut, _ in results])), 4),
+    return {"calls": len(calls),
+            "share_cut_into": round(float(np.mean([cut for cut, _ in results])), 4) if results else None,
             "median_gap_s": round(statistics.median(gaps), 3) if gaps else None}
 
 
