@@ -10,8 +10,8 @@ voice's chance that the player plays again within phrases.TURN_HORIZON_S is read
 silence. A rule then fires at the first silence where it would end the phrase:
 
     the chance is below `end_below` (once QUICKEST_GAP_S has passed), else the patience silence
-    for the phrase so far (phrases.phrase_end_gap_s: 0.58 s after a phrase of 3.5 s or more, 0.75 s
-    after a shorter one), stretched by BREATH_WAIT_S where the chance at that silence is above
+    for the phrase so far (phrases.phrase_end_gap_s: 0.61 s after a phrase of 3.5 s or more, up to
+    0.81 s after a short one), stretched by BREATH_WAIT_S where the chance at that silence is above
     `breath_above`.
 
 A call is *cut into* when the rule fires inside one of its breaths; its response gap is when the

@@ -66,8 +66,9 @@ CANDIDATE_EVENTS = 8      # a speculative answer's length (the rest is sampled a
 DENSITY_NATS = 3.0        # density 0 → −3, 1 → +3 on the log-odds of gaps under 0.25 s
 # Added for answers (call and response, trading), so that the default density is as busy as an
 # answer gets: on Mehldau's train-split pairs (`sideman-train eval-answers --pijama-split train
-# --density D`) answers rise from 3.9 notes/s at D 0.5 to 4.2 at 0.6 (this much) and no more than
-# 3 % further at any D up to 0.85; his own answers there: 6.1.
+# --density D`) answers rise from 3.9 notes/s at D 0.5 to 4.2 at D 0.6, which is this offset
+# ((0.6 - 0.5) x 2 x DENSITY_NATS), and no more than 3 % further up to D 0.85 (the eighth-note
+# texture caps them); his own answers there: 6.1.
 ANSWER_DENSITY_NATS = 0.6
 CHORD_BIAS_NATS = 2.0     # chord_bias 1 → +2 on pitches of the human's chord
 HUMAN_DURATION_GUESS_S = 0.25
