@@ -257,33 +257,17 @@ def test_the_box_waits_longer_after_a_short_phrase_than_after_a_long_line():
     """The shipped rule itself (PhraseListener at the default patience): a 0.65 s breath 1 s into a
     line is waited out, though a long line's end is answered after 0.61 s of silence."""
     from sideman.listen.phrases import PhraseListener
-
-    def first_end(notes, until_s):
-        listener = PhraseListener(patience=0.5)
-        events = sorted([(n.onset_s, 1, n) for n in notes] + [(n.onset_s + n.duration_s, 0, n) for n in notes],
-                        key=lambda e: (e[0], e[1]))
-        t, i = 0.0, 0
-        while t < until_s:
-            while i < len(events) and events[i][0] <= t:
-                if events[i][1]:
-                    listener.note_on(events[i][0], events[i][2].pitch, 80)
-                else:
-                    listener.note_off(events[i][0], events[i][2].pitch)
-                i += 1
-            ended = listener.check_end(t)
-            if ended is not None:
-                return round(t - ended.end_s, 3), ended
-            t += 0.005
-        return None, None
+    from sideman_train.calls import Call
+    from sideman_train.phrase_end_cues import listener_on_call
 
     short = line(1.0, [60, 62, 64, 65, 67], 0.2, 0.16)                       # 0.96 s
     back = short[-1].onset_s + 0.16 + 0.65
     rest_of_line = line(back, [65, 64, 62, 60, 62, 64, 65, 67, 69, 67, 65, 64, 62, 60], 0.2, 0.16)
-    gap, phrase = first_end(short + rest_of_line, 10.0)
-    assert len(phrase.notes) == len(short) + len(rest_of_line), "the breath was taken for an end"
+    cut_into, gap = listener_on_call(Call("line", tuple(short + rest_of_line)))
+    assert not cut_into, "the breath was taken for an end"
     assert gap == pytest.approx(0.61, abs=0.006)                             # 4.4 s: a long line
-    gap, _ = first_end(short, 5.0)
-    assert gap == pytest.approx(0.81, abs=0.006)                             # alone, it is a short phrase
+    cut_into, gap = listener_on_call(Call("short", tuple(short)))
+    assert not cut_into and gap == pytest.approx(0.81, abs=0.006)            # alone, it is a short phrase
     # a plain 0.6 s timer takes the same breath for an end
     timer = PhraseListener(fixed_gap_s=0.6)
     for n in short:
