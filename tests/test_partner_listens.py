@@ -229,7 +229,8 @@ def test_phrase_end_cues_finds_the_length_rule_where_breaths_come_early_and_not_
     0.62 s come 1.2 s into 4.8 s phrases, a rule that waits longer only in short phrases answers
     sooner than the timer that never cuts in, and cuts into none of the val calls, where the 0.6 s
     timer cuts into every one; where two players in three end their phrases 2.4 s in and the third
-    breathes there, no rule answers sooner than that timer."""
+    breathes there, no rule answers sooner than that timer, and no rule on the phrase's length
+    can answer half the calls at 0.55 s without cutting in."""
     from sideman_train.cli import main
     from sideman_train.corpus import hash_split
     assert any(hash_split(f"solo{k:02d}.mid") == "val" for k in range(30))
@@ -251,6 +252,9 @@ def test_phrase_end_cues_finds_the_length_rule_where_breaths_come_early_and_not_
     assert early["val"]["chosen_rule"]["share_cut_into"] == 0.0
     assert early["val"]["chosen_rule"]["median_gap_s"] < 0.6
     assert found["as_soon"]["chosen_on_train"]["median_gap_s"] >= 0.62   # no quicker than a timer past the breath
+    assert early["train"]["length_ceiling"]["0.55s"]["answered_at_fire_s"] == 1.0
+    as_soon = found["as_soon"]["train"]["length_ceiling"]["0.55s"]
+    assert 0.2 < as_soon["answered_at_fire_s"] < 0.5 and as_soon["long_s"] > 2.4   # only the long lines
 
 
 def test_the_box_waits_longer_after_a_short_phrase_than_after_a_long_line():

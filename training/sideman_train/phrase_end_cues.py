@@ -14,6 +14,11 @@ The three are chosen on the train-split calls (path hash, corpus.hash_split): th
 calls and on the 40 calls `eval-answers` plays (spread over the files, train and val), each beside
 silence timers, and plays the call sets into the shipped `PhraseListener` itself (phrases.py's
 constants, patience 0.5, ticks of 5 ms) to show what the box does.
+
+It also shows how far any rule on the phrase's length can go (`length_ceiling`): the largest share
+of calls answered after FIRE_S of silence with at most MAX_CUT_SHARE cut into, where the rest wait
+calls.HORN_REST_S (no breath is that long, by the calls' definition). Under half means no length
+rule has a median gap of FIRE_S at that cut share.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 
 from sideman.listen.phrases import SHORT_PHRASE_WAIT_S, PhraseListener, short_phrase_wait_s
 from sideman.paths import write_atomically
-from sideman_train.calls import Call, horn_calls, rests_of
+from sideman_train.calls import HORN_REST_S, Call, horn_calls, rests_of
 from sideman_train.corpus import hash_split
 from sideman_train.eval_answers import spread
 
@@ -38,6 +43,7 @@ SURE_PHRASE_GRID_S = (2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
 MAX_CUT_SHARE = 0.02
 ANSWERED_SHARE = 0.6
 EVAL_CALLS = 40
+FIRE_S = (0.5, 0.55, 0.6)
 TICK_S = 0.005
 
 
@@ -80,6 +86,23 @@ def choose(calls: list) -> dict:
                     best = {"quick_s": float(quick), "short_phrase_s": short, "sure_phrase_s": sure, **result,
                             "answered_by_s": round(answered_by, 3), "_key": key}
     best.pop("_key", None)
+    return best
+
+
+def length_ceiling(calls: list, fire_s: float) -> dict:
+    """The rule "after a phrase of at least long_s, fire_s of silence ends it; before, HORN_REST_S"
+    with the longest share of calls answered at fire_s and at most MAX_CUT_SHARE cut into. Length
+    is the one listener cue that helped (README, Design notes), and a longer phrase is likelier
+    over, so a threshold on it is the whole family."""
+    best = {"long_s": None, "answered_at_fire_s": 0.0, "share_cut_into": 0.0}
+    lengths = sorted({length for _, length in calls})
+    for long_s in lengths:
+        rule = lambda phrase_s, long_s=long_s: fire_s if phrase_s >= long_s else HORN_REST_S
+        result = judge(calls, rule)
+        answered = float(np.mean([length >= long_s for _, length in calls]))
+        if result["share_cut_into"] <= MAX_CUT_SHARE and answered > best["answered_at_fire_s"]:
+            best = {"long_s": round(long_s, 3), "answered_at_fire_s": round(answered, 4),
+                    "share_cut_into": result["share_cut_into"]}
     return best
 
 
@@ -134,7 +157,8 @@ def run(args) -> int:
             "silence_timer": {f"{t}s": judge(group, lambda _, t=t: t) for t in TIMERS_S},
             "chosen_rule": judge(group, length_rule(chosen["quick_s"], chosen["short_phrase_s"],
                                                     chosen["sure_phrase_s"])) if chosen else None,
-            "shipped_listener": judge_listener(split[name])}
+            "shipped_listener": judge_listener(split[name]),
+            "length_ceiling": {f"{f}s": length_ceiling(group, f) for f in FIRE_S}}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
