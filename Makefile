@@ -84,9 +84,9 @@ MODEL ?= models/transformer
 train: setup-train
 	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu.toml --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 100 $(ARGS)
 
-## Another session's training of the shipped model, from its landed weights (training/configs/pijama-cpu-more.toml).
+## Another session's training of the shipped model, from its landed weights (training/configs/pijama-cpu-more.toml; bf16 where the CPU has it).
 train-more: setup-train
-	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu-more.toml --init-from $(MODEL) --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 95 $(ARGS)
+	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu-more.toml --init-from $(MODEL) --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 90 $(ARGS)
 
 ## The same pipeline, full size, on a GPU machine (torchrun --nproc_per_node N -m sideman_train.cli fit ... for more GPUs).
 train-gpu: setup-train
