@@ -17,9 +17,10 @@ calls 0 % at 0.61 s (timers: 7.7 % at 0.6 s, 0 % only from 0.7 s). On the 40 cal
 `eval-answers` plays, shorter ones (a median of 3.4 s against 4.3 s), it sits on the timer's curve
 (2.5 % at 0.66 s, the 0.65 s timer 2.5 %): how much it gains depends on how long players'
 phrases are. No rule on the length answers half of those 40 calls within 0.55 s without cutting
-into one (the report's length_ceiling: 37.5 %; 56 % of the train calls). The other cues tried there (the rest in beats and against the player's breaths, the
-last note's length, beat position and scale degree, a falling, low or soft ending, the sub-phrase
-since the last breath) added nothing.
+into one (the report's length_ceiling: 37.5 %; 56 % of the train calls). The other cues tried
+there (the rest in beats and against the player's breaths, the last note's length, beat position
+and scale degree, a falling, low or soft ending, the sub-phrase since the last breath) added
+nothing.
 
 The voice's own ear can move that gap too (`turn_cue`, the transformer's guess of when the player
 plays again, `sideman.model.turns`): once the keys have been up for QUICKEST_GAP_S, a chance of
