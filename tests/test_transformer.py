@@ -376,3 +376,28 @@ def test_weights_from_before_the_beat_input_load_and_start_a_bigger_model_where_
         assert torch.allclose(loaded(batch), old(batch), atol=1e-6)
         grown.pulse_in.weight[:, 1:] = torch.randn(32, 3)   # once it learns the beat, the beat matters
         assert not torch.allclose(grown(batch), loaded(batch), atol=1e-3)
+
+
+def test_fit_init_from_grows_the_feed_forward_layer_without_changing_what_the_model_plays(tmp_path):
+    """`fit --init-from` into a config with a wider feed-forward layer (more capacity for the next
+    session's training): the grown model scores every event exactly as the bundle did, and its new
+    hidden units are live (random), so training can use them once the layer after them moves."""
+    from sideman.model.bundle import Style, save_bundle
+    from sideman_train.fit import init_from_bundle
+    torch.manual_seed(0)
+    old = JazzTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, head_hidden=32, context=64,
+                                      n_styles=4, dropout=0.0)).eval()
+    folder = tmp_path / "old"
+    save_bundle(folder, old, [Style("others", "", 0)], "others")
+    grown = JazzTransformer(ModelConfig.from_dict({**old.config.to_dict(), "d_ff": 160})).eval()
+    assert init_from_bundle(grown, folder) == []
+    events = performance()
+    voices = [HUMAN if i % 3 else AI for i in range(len(encode(events)))]
+    batch = batch_of(events, voices)
+    with torch.no_grad():
+        assert torch.allclose(grown(batch), old(batch), atol=1e-6)
+        first = grown.blocks[0].mlp
+        assert first[0].weight[64:].abs().sum() > 0          # the new units compute something ...
+        assert first[2].weight[:, 64:].abs().sum() == 0      # ... that nothing reads yet
+        first[2].weight[:, 64:] = 0.02 * torch.randn(32, 96)
+        assert not torch.allclose(grown(batch), old(batch), atol=1e-4)

@@ -15,8 +15,9 @@ on the validation split becomes a model bundle (manifest + weights) in --out.
 
 `--init-from BUNDLE` starts from a trained bundle's weights instead of random ones (a fresh run dir,
 a fresh optimizer and schedule): how a model trained in an earlier session keeps learning with new
-inputs. Weights the bundle lacks keep their initialisation, except that new input columns of a
-layer start at zero, so the network computes what the bundle did until it learns to use them.
+inputs or a wider feed-forward layer. Weights the bundle lacks keep their initialisation, except that
+new input columns of a layer start at zero, so the network computes what the bundle did until it
+learns to use them (init_from_bundle).
 
 The loss counts the AI's events at weight 1 and the human's at train.human_weight (duets.py); every
 bits/event figure (validation, selection) is the AI's events only.
@@ -117,8 +118,13 @@ def masked_bits(scorer, batch: dict, human_weight: float = 0.0) -> tuple[torch.T
 
 
 def init_from_bundle(model: JazzTransformer, folder: Path) -> list[str]:
-    """Copy a bundle's weights into model (shapes must match, except input layers that grew: their
-    old columns are copied and the new ones start at zero). Returns what was not in the bundle."""
+    """Copy a bundle's weights into model. Shapes must match, except layers that grew:
+    - new input columns of a matrix start at zero (a new input, or a wider hidden layer feeding it);
+    - new output rows of a matrix, and new bias entries, keep their fresh initialisation (rows) or
+      start at zero (biases).
+    So a config with a wider feed-forward layer (model.d_ff) computes exactly what the bundle did:
+    the new hidden units are random, but the layer after them reads them with zero weights until
+    training moves those. Returns what was not in the bundle."""
     from sideman.model.bundle import load_bundle
     source = load_bundle(folder).model.state_dict()
     own = model.state_dict()
@@ -130,9 +136,12 @@ def init_from_bundle(model: JazzTransformer, folder: Path) -> list[str]:
                 missing.append(name)
             elif old.shape == tensor.shape:
                 tensor.copy_(old)
-            elif old.dim() == 2 and old.shape[0] == tensor.shape[0] and old.shape[1] < tensor.shape[1]:
-                tensor.zero_()
-                tensor[:, :old.shape[1]] = old
+            elif old.dim() == tensor.dim() and all(o <= t for o, t in zip(old.shape, tensor.shape)):
+                if old.dim() == 2 and old.shape[1] < tensor.shape[1]:
+                    tensor[:, old.shape[1]:] = 0.0
+                elif old.dim() == 1:
+                    tensor.zero_()
+                tensor[tuple(slice(0, n) for n in old.shape)] = old
             else:
                 raise SystemExit(f"sideman-train fit: --init-from {folder}: {name} is {tuple(old.shape)} "
                                  f"there and {tuple(tensor.shape)} in this config")
