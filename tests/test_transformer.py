@@ -83,6 +83,12 @@ def test_codec_round_trip_keeps_the_music():
     assert encode(back)[1:] == encode(events)[1:]
 
 
+def duet_batch():
+    """A performance with every third event the AI's: both voices' scores count."""
+    events = performance()
+    return batch_of(events, [HUMAN if i % 3 else AI for i in range(len(encode(events)))])
+
+
 def test_training_windows_encode_exactly_what_the_markov_voice_scores():
     """The transformer's windows and the Markov voice's encode() give the same bins, so the bits compare."""
     events = performance(60)
@@ -368,9 +374,7 @@ def test_weights_from_before_the_beat_input_load_and_start_a_bigger_model_where_
     assert loaded.config.pulse_dim == 1
     grown = JazzTransformer(ModelConfig.from_dict({**config, "pulse_dim": 4})).eval()
     assert init_from_bundle(grown, folder) == []
-    events = performance()
-    voices = [HUMAN if i % 3 else AI for i in range(len(encode(events)))]
-    batch = batch_of(events, voices)
+    batch = duet_batch()
     with torch.no_grad():
         assert torch.allclose(grown(batch), loaded(batch), atol=1e-6)
         assert torch.allclose(loaded(batch), old(batch), atol=1e-6)
@@ -391,9 +395,7 @@ def test_fit_init_from_grows_the_feed_forward_layer_without_changing_what_the_mo
     save_bundle(folder, old, [Style("others", "", 0)], "others")
     grown = JazzTransformer(ModelConfig.from_dict({**old.config.to_dict(), "d_ff": 160})).eval()
     assert init_from_bundle(grown, folder) == []
-    events = performance()
-    voices = [HUMAN if i % 3 else AI for i in range(len(encode(events)))]
-    batch = batch_of(events, voices)
+    batch = duet_batch()
     with torch.no_grad():
         assert torch.allclose(grown(batch), old(batch), atol=1e-6)
         first = grown.blocks[0].mlp
