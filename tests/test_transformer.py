@@ -403,3 +403,16 @@ def test_fit_init_from_grows_the_feed_forward_layer_without_changing_what_the_mo
         assert first[2].weight[:, 64:].abs().sum() == 0      # ... that nothing reads yet
         first[2].weight[:, 64:] = 0.02 * torch.randn(32, 96)
         assert not torch.allclose(grown(batch), old(batch), atol=1e-4)
+
+
+def test_fit_init_from_refuses_a_wider_model_it_cannot_grow_faithfully(tmp_path):
+    """A wider model (d_model) would change what the landed weights compute (every layer norm sees
+    new columns), so --init-from says so instead of starting from a silently different network."""
+    from sideman.model.bundle import Style, save_bundle
+    from sideman_train.fit import init_from_bundle
+    old = JazzTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, head_hidden=32, context=64,
+                                      n_styles=4, dropout=0.0))
+    save_bundle(tmp_path, old, [Style("others", "", 0)], "others")
+    wider = JazzTransformer(ModelConfig.from_dict({**old.config.to_dict(), "d_model": 48}))
+    with pytest.raises(SystemExit, match="d_model is 32 there and 48"):
+        init_from_bundle(wider, tmp_path)

@@ -126,7 +126,13 @@ def init_from_bundle(model: JazzTransformer, folder: Path) -> list[str]:
     the new hidden units are random, but the layer after them reads them with zero weights until
     training moves those. Returns what was not in the bundle."""
     from sideman.model.bundle import load_bundle
-    source = load_bundle(folder).model.state_dict()
+    landed = load_bundle(folder).model
+    for field in ("d_model", "n_heads", "n_layers"):   # growing these would change what it computes
+        if getattr(landed.config, field) != getattr(model.config, field):
+            raise SystemExit(f"sideman-train fit: --init-from {folder}: model.{field} is "
+                             f"{getattr(landed.config, field)} there and {getattr(model.config, field)} in this "
+                             f"config; only d_ff (and new inputs) can grow")
+    source = landed.state_dict()
     own = model.state_dict()
     missing = []
     with torch.no_grad():
