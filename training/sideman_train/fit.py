@@ -127,7 +127,7 @@ def init_from_bundle(model: JazzTransformer, folder: Path) -> list[str]:
     training moves those. Returns what was not in the bundle."""
     from sideman.model.bundle import load_bundle
     landed = load_bundle(folder).model
-    for field in ("d_model", "n_heads", "n_layers"):   # growing these would change what it computes
+    for field in ("d_model", "n_heads", "n_layers"):   # width, heads: would compute otherwise; depth: not written
         if getattr(landed.config, field) != getattr(model.config, field):
             raise SystemExit(f"sideman-train fit: --init-from {folder}: model.{field} is "
                              f"{getattr(landed.config, field)} there and {getattr(model.config, field)} in this "
