@@ -554,3 +554,25 @@ def test_the_answer_density_offset_makes_answers_busier_and_leaves_comping_alone
     assert len(busy) > 1.2 * len(sparse), (len(sparse), len(busy))   # 37 against 29 when written
     comp = [(n.onset_s, n.pitch) for n in played("comp", -3.0)]
     assert comp and comp == [(n.onset_s, n.pitch) for n in played("comp", 3.0)]
+
+
+def test_after_the_opening_an_answer_keeps_working_the_calls_interval_cells(shipped, monkeypatch):
+    """The same answers (same seeds, so the same opening) with and without the lean on the call's
+    cells (motifs.CELL_NATS): with it, the shipped voice's line goes on completing the call's leaps
+    and turns."""
+    from sideman.play import motifs
+    from test_partner_listens import CALL, CALL_END
+
+    cells = motifs.interval_cells(CALL)
+    lean = motifs.CELL_NATS
+    counts = {}
+    for nats in (0.0, lean):
+        monkeypatch.setattr(motifs, "CELL_NATS", nats)
+        counts[nats] = 0
+        for seed in range(1, 9):
+            session = session_on(shipped, seed=seed, styles=("mehldau",), left_hand=0.0)
+            pitches = [n.pitch for n in motifs.top_line(
+                [n for n in play_performance(list(CALL), session, tail_s=5.0).ai if n.onset_s >= CALL_END])]
+            steps = [b - a for a, b in zip(pitches, pitches[1:])]
+            counts[nats] += sum(cell in cells for cell in zip(steps, steps[1:]))
+    assert counts[lean] >= 2 * counts[0.0] + 4, counts   # 20 against 6 when written

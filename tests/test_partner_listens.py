@@ -14,7 +14,7 @@ import pytest
 from music_fixtures import line
 from sideman.controls import defaults
 from sideman.model.events import Note
-from sideman.play.motifs import develop_call, top_line
+from sideman.play.motifs import cell_pitches, develop_call, interval_cells, line_pitch_to_keep_on_top, top_line
 from sideman.play.simulate import play_performance
 from sideman.play.voices import make_session
 from sideman_train.answer_measures import interval_bigrams, jaccard, notes_per_second
@@ -80,6 +80,25 @@ def test_with_echo_up_the_answer_restates_the_calls_last_motif():
                     (heard[:12], motif_contour)
         overlaps[echo] = sum(shares) / len(shares)
     assert overlaps[1.0] > 2 * overlaps[0.0]
+
+
+def test_interval_cells_are_the_calls_leaps_and_turns_and_cell_pitches_complete_them():
+    # CALL's line: up a scale, down, then a broken chord (67 71 74 77) and down by steps.
+    cells = interval_cells(CALL)
+    assert (4, 3) in cells and (3, 3) in cells and (3, -1) in cells
+    assert (2, 2) not in cells and (-1, -2) not in cells     # scale runs are every line's
+    assert cell_pitches([60, 64], cells) == [67]             # after a major third up, the minor third
+    assert cell_pitches([60, 61], frozenset({(1, 5), (1, -7), (2, 3)})) == [54, 66]
+    assert cell_pitches([64], cells) == [] and cell_pitches([60, 64], frozenset()) == []
+
+
+def test_a_chord_struck_with_the_note_that_completes_a_cell_goes_under_it():
+    cells = frozenset({(4, 3)})
+    played = [Note(0.0, 60, 80, 0.2), Note(0.2, 64, 80, 0.2), Note(0.4, 67, 80, 0.2)]   # 60 64 67: the cell
+    assert line_pitch_to_keep_on_top(played, cells) == 67
+    assert line_pitch_to_keep_on_top(played + [Note(0.41, 55, 80, 0.2)], cells) == 67   # the chord under it
+    assert line_pitch_to_keep_on_top(played[:2] + [Note(0.4, 66, 80, 0.2)], cells) is None
+    assert line_pitch_to_keep_on_top(played, frozenset()) is None
 
 
 def _signs(pitches):

@@ -51,7 +51,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("register_shift", 0, -24, 24, "st", "move the AI's register up or down", integer=True, musical=True),
     Control("style_blend", 0.0, 0.0, 1.0, "", "blend from the first style (0) to the second (1)", musical=True),
     Control("patience", 0.5, 0.0, 1.0, "", "how long a silence ends your phrase (0: 0.31 s, 0.5: 0.61 s, 1: 0.91 s; 0.2 s more after a short phrase)", musical=True),
-    Control("echo", 0.5, 0.0, 1.0, "", "how much of your last motif an answer develops (0 none, 1 most)", musical=True),
+    Control("echo", 0.5, 0.0, 1.0, "", "how much of your material an answer develops: your last motif, then your figures (0 none, 1 most)", musical=True),
     Control("left_hand", 0.5, 0.0, 1.0, "", "how busy an answer's left hand is (0 none: a bassist plays)", musical=True),
     Control("trade_bars", 4, 1, 16, "bars", "bars per turn when trading", integer=True, musical=True),
     Control("keep_cc", 80, 0, 127, "CC", "MIDI CC that keeps your last phrase for variation mode", integer=True),

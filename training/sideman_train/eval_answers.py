@@ -123,21 +123,24 @@ def evaluate(call_sets: dict[str, list[Call]], voices: tuple[str, ...], seeds: i
     return report
 
 
-def spread(calls: list[Call], limit: int | None) -> list[Call]:
-    """limit calls spread evenly over the list (every file's turn), not the first few files."""
+def spread(calls: list[Call], limit: int | None, offsets: tuple[int, ...] = (0,)) -> list[Call]:
+    """limit calls spread evenly over the list (every file's turn), not the first few files.
+    Each offset shifts the picks that many calls on (offset 0: the shared calls the README's
+    figures are on; others: calls for choosing a constant without looking at those)."""
     if limit is None or len(calls) <= limit:
         return calls
     picks = np.linspace(0, len(calls) - 1, limit).round().astype(int)
-    return [calls[i] for i in picks]
+    return [calls[(i + offset) % len(calls)] for offset in offsets for i in picks]
 
 
 def run(args) -> int:
     sets = {}
+    offsets = tuple(int(k) for k in args.offsets.split(",") if k.strip()) or (0,)
     if args.wjazzd:
-        sets["wjazzd_horn_calls"] = spread(horn_calls(Path(args.wjazzd)), args.limit)
+        sets["wjazzd_horn_calls"] = spread(horn_calls(Path(args.wjazzd)), args.limit, offsets)
     if args.pijama:
         files = mehldau_files(Path(args.pijama), split=args.pijama_split)
-        sets[f"mehldau_{args.pijama_split}_pairs"] = spread(piano_pairs(files), args.limit)
+        sets[f"mehldau_{args.pijama_split}_pairs"] = spread(piano_pairs(files), args.limit, offsets)
     if not sets or not any(sets.values()):
         print("eval-answers: no calls (give --wjazzd and/or --pijama folders that hold MIDI files)")
         return 2
@@ -167,6 +170,8 @@ def add_commands(commands) -> None:
                    help="silence timers for the turn-taking curve, in seconds ('' for none)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--limit", type=int, default=40, help="calls per set, spread over the files")
+    p.add_argument("--offsets", default="0", help="comma-separated shifts of the spread picks, each adding --limit "
+                   "calls (0: the shared calls; e.g. 5,11: other calls, for choosing a constant)")
     p.add_argument("--out", help="a folder for answers.json and the piano rolls")
     p.add_argument("--progress", action="store_true")
     p.set_defaults(run=run)

@@ -6,6 +6,13 @@ by a step, a third or a fourth of the key heard, its contour and rhythm kept), s
 more as far again, sometimes turned upside down. This is GenJam's "smart echo" and Mehldau's own
 habit; the voice (transformer or Markov) then continues from there, with the motif in its context.
 
+After the opening the voice keeps leaning on the call's interval cells (pairs of consecutive
+melodic intervals of its line): wherever its own line has just played the first interval of one
+of the call's cells, the pitch that completes the cell is favoured (`cell_pitches`; the
+transformer adds CELL_NATS × echo to its log-odds where it would plausibly play it anyway), and
+a chord struck with that note goes under it. So the answer goes on working the player's
+material, not only quoting it at the start.
+
 How much is quoted is the *echo* control: 0 quotes nothing, 0.5 (the default) restates the last
 five notes once, 1 restates the last six twice. The choice of transformation is drawn from a
 generator seeded by the call itself, so the answer sampled ahead (before the phrase has surely
@@ -34,6 +41,11 @@ SEQUENCE_DEGREES = (-1, 1, -2, 2, -3, 3)
 DEGREE_WEIGHTS = (0.25, 0.25, 0.15, 0.15, 0.1, 0.1)
 C_MAJOR = frozenset((0, 2, 4, 5, 7, 9, 11))
 INVERSION_SHARE = 0.15
+# How strongly the continuation leans on the call's interval cells at echo 1 (log-odds, nats);
+# echo 0.5 (the default) adds half. Chosen on 80 WJazzD horn calls that are not eval-answers'
+# shared 40 (`eval-answers --offsets 5,11`; README, Design notes).
+CELL_NATS = 8.0
+SCALE_STEP = 2            # semitones: an interval up to this (not a repeat) is a step of a scale
 
 
 def top_line(notes) -> list[Note]:
@@ -48,6 +60,45 @@ def top_line(notes) -> list[Note]:
         cluster_start = note.onset_s
         line.append(note)
     return line
+
+
+def interval_cells(notes) -> frozenset[tuple[int, int]]:
+    """The line's characteristic interval cells: pairs of consecutive melodic intervals of its top
+    voice with a leap or a repeated note in them. Two steps in a row (a scale run) are every
+    line's; a listener hears their figure picked up only in a leap or a turn."""
+    pitches = [n.pitch for n in top_line(notes)]
+    intervals = [b - a for a, b in zip(pitches, pitches[1:])]
+    return frozenset(cell for cell in zip(intervals, intervals[1:])
+                     if not all(0 < abs(i) <= SCALE_STEP for i in cell))
+
+
+def cell_pitches(line: list[int], cells: frozenset[tuple[int, int]]) -> list[int]:
+    """The pitches that would complete one of `cells` after the last two notes of `line` (top
+    voice pitches, oldest first), within 0..127."""
+    if len(line) < 2 or not cells:
+        return []
+    last = line[-1]
+    step = last - line[-2]
+    return sorted({last + second for first, second in cells if first == step and 0 <= last + second <= 127})
+
+
+def line_pitch_to_keep_on_top(notes, cells: frozenset[tuple[int, int]]) -> int | None:
+    """The newest onset's line note, when it completed one of `cells` (notes in time order): a
+    chord note struck with it goes under it, so that the cell stays the line a listener hears.
+    None otherwise."""
+    if not notes or not cells:
+        return None
+    newest = notes[-1].onset_s
+    start = len(notes) - 1
+    while start > 0 and newest - notes[start - 1].onset_s <= CLUSTER_S:
+        start -= 1
+    head = notes[start]
+    before = [n.pitch for n in top_line(notes[max(0, start - 8):start])]
+    return head.pitch if head.pitch in cell_pitches(before, cells) else None
+
+
+def cell_bias_nats(echo: float) -> float:
+    return CELL_NATS * min(1.0, max(0.0, echo))
 
 
 def motif_size(echo: float) -> int:
