@@ -41,8 +41,7 @@ from sideman.model.events import (AI, DURATION_BINS_S, HUMAN, PEDAL_DOWN, PEDAL_
 from sideman.model.live_stream import LiveContext, draw, earliest_time_bins
 from sideman.model.turns import return_chance
 from sideman.play.improviser import MAX_NOTE_S, MarkovImproviser
-from sideman.play.motifs import (CLUSTER_S, cell_bias_nats, cell_pitches, interval_cells, line_pitch_to_keep_on_top,
-                                 top_line)
+from sideman.play.motifs import lean_on_cells
 from sideman.play.note_stream import PeekableNotes
 from sideman.play.contracts import SessionView
 from sideman.play.request import ANSWER, COMP, DUET, MODEL_MODE_OF_KIND, VARIATION, PlayRequest
@@ -73,7 +72,6 @@ DENSITY_NATS = 3.0        # density 0 → −3, 1 → +3 on the log-odds of gaps
 # texture caps them); his own answers there: 6.1.
 ANSWER_DENSITY_NATS = 0.6
 CHORD_BIAS_NATS = 2.0     # chord_bias 1 → +2 on pitches of the human's chord
-PLAUSIBLE_NATS = 4.6      # the call's cells are favoured only among pitches ≥ 1 % as likely as the likeliest
 HUMAN_DURATION_GUESS_S = 0.25
 MAX_CHORD_NOTES = 4       # comping and duet: notes struck together at most
 
@@ -104,7 +102,6 @@ class Plan:
     notes_played: int = 0      # committed
     exhausted: bool = False    # sampling has passed its end
     fallback: PeekableNotes | None = None
-    cells: frozenset | None = None  # answers: the call's interval cells (motifs.interval_cells)
     sounded: list = field(default_factory=list)  # the plan's notes: committed, then sampled ahead
 
     def notes_so_far(self) -> list[Note]:
@@ -412,36 +409,12 @@ class TransformerImproviser:
         if steering.chord_bias > 0 and chord.any():
             pitch_logits[:128] += steering.chord_bias * CHORD_BIAS_NATS * chord[_PITCH_CLASS]
         pitch_logits[~allowed] = -np.inf
-        if request.kind == ANSWER:
-            self._lean_on_cells(plan, onset, pitch_logits)
+        if request.kind == ANSWER:   # the call's figures (motifs.py)
+            lean_on_cells(plan.notes_so_far(), request.cells, onset, steering.echo, steering.temperature, pitch_logits)
         pitch = draw(pitch_logits, steering.temperature, plan.rng)
         db = draw(backend.duration_logits(state.h, AI, tb, pitch), steering.temperature, plan.rng)
         vb = draw(backend.velocity_logits(state.h, AI, tb, pitch, db), steering.temperature, plan.rng)
         self._push(plan, onset, (tb, pitch, db, vb))
-
-    def _lean_on_cells(self, plan: Plan, onset: float, pitch_logits: np.ndarray) -> None:
-        """The answer's next line note favours the pitch that completes one of the call's interval
-        cells after its own last two line notes (motifs.py); a note struck with one that did
-        goes under it. pitch_logits: with the register already applied."""
-        nats = cell_bias_nats(plan.steering.echo)
-        if nats <= 0:
-            return
-        if plan.cells is None:
-            plan.cells = interval_cells(plan.request.material)
-        notes = plan.notes_so_far()
-        if not plan.cells or not notes:
-            return
-        if onset - notes[-1].onset_s <= CLUSTER_S:   # a chord note, not the line's next note
-            top = line_pitch_to_keep_on_top(notes, plan.cells)
-            if top is not None and np.isfinite(pitch_logits[:top]).any():
-                pitch_logits[top + 1:128] = -np.inf
-            return
-        pitches = cell_pitches([n.pitch for n in top_line(notes[-8:])], plan.cells)
-        if pitches:
-            # Only where the voice itself would plausibly go: the call's figure, in its style. The
-            # same strength at any adventure: draw() divides by the temperature.
-            plausible = pitch_logits[pitches] >= pitch_logits.max() - PLAUSIBLE_NATS
-            pitch_logits[np.asarray(pitches)[plausible]] += nats * max(plan.steering.temperature, 1e-3)
 
     def _push(self, plan: Plan, onset: float, tokens: tuple[int, int, int, int]) -> None:
         """An AI event into the lookahead, with the note it will sound as."""

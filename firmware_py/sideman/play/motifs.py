@@ -46,6 +46,7 @@ INVERSION_SHARE = 0.15
 # shared 40 (`eval-answers --offsets 5,11`; README, Design notes).
 CELL_NATS = 8.0
 SCALE_STEP = 2            # semitones: an interval up to this (not a repeat) is a step of a scale
+PLAUSIBLE_NATS = 4.6      # cells are favoured only among pitches ≥ 1 % as likely as the likeliest
 
 
 def top_line(notes) -> list[Note]:
@@ -99,6 +100,28 @@ def line_pitch_to_keep_on_top(notes, cells: frozenset[tuple[int, int]]) -> int |
 
 def cell_bias_nats(echo: float) -> float:
     return CELL_NATS * min(1.0, max(0.0, echo))
+
+
+def lean_on_cells(notes, cells: frozenset[tuple[int, int]], onset_s: float, echo: float, temperature: float,
+                  pitch_logits: np.ndarray) -> None:
+    """Steer an answer's next pitch (its logits, register already applied, changed in place)
+    towards the call's cells: after the answer's own notes so far (`notes`, in time order), the
+    pitch that completes a cell gains cell_bias_nats(echo), among the pitches the voice would
+    play at least 1 % as readily as its likeliest (the call's figure, in the voice's style); a
+    note struck with one that completed a cell goes under it."""
+    nats = cell_bias_nats(echo)
+    if nats <= 0 or not cells or not notes:
+        return
+    if onset_s - notes[-1].onset_s <= CLUSTER_S:   # a chord note, not the line's next note
+        top = line_pitch_to_keep_on_top(notes, cells)
+        if top is not None and np.isfinite(pitch_logits[:top]).any():
+            pitch_logits[top + 1:128] = -np.inf
+        return
+    pitches = np.asarray(cell_pitches([n.pitch for n in top_line(notes[-8:])], cells), dtype=int)
+    if len(pitches):
+        plausible = pitch_logits[pitches] >= pitch_logits.max() - PLAUSIBLE_NATS
+        # The same strength at any temperature: the sampler divides the logits by it.
+        pitch_logits[pitches[plausible]] += nats * max(temperature, 1e-3)
 
 
 def motif_size(echo: float) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from sideman.model.events import Note
+from sideman.play.motifs import interval_cells
 
 ANSWER, COMP, DUET, VARIATION = "answer", "comp", "duet", "variation"
 # The network's mode input for each kind of request (model.conditioning.MODEL_MODES): a variation
@@ -21,3 +23,8 @@ class PlayRequest:
     material: tuple[Note, ...] = ()  # the call to answer, or the kept phrase to vary
     density: float = 0.5           # 0 sparse .. 1 busy (already mode-adjusted)
     opening: tuple[Note, ...] = ()   # answers: the call's motif developed (play/motifs.py), onsets from 0
+
+    @cached_property
+    def cells(self) -> frozenset[tuple[int, int]]:
+        """The material's interval cells (motifs.interval_cells): the figures an answer keeps working."""
+        return interval_cells(self.material)
