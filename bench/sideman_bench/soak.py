@@ -170,21 +170,6 @@ def _lost_by_paths(sent: collections.Counter, arrived: dict) -> dict[str, int]:
             "beyond": _lost(arrived["direct"], arrived["via"])}
 
 
-def _settled(listeners: _Listeners, sent: collections.Counter, lost_before: dict, settle_s: float = 0.5):
-    """The listeners' snapshot and the messages lost so far, once what was just sent has arrived.
-    On a loaded machine a message can take longer than a moment; one counted lost in a report that
-    arrives later would make the reports add up to more than the whole run lost. So while more is
-    missing than at the last report, wait (at most settle_s)."""
-    deadline = time.monotonic() + settle_s
-    time.sleep(0.05)
-    while True:
-        snapshot = listeners.snapshot()
-        lost = _lost_by_paths(sent, snapshot[0])
-        if all(lost[path] <= lost_before[path] for path in lost) or time.monotonic() >= deadline:
-            return (*snapshot, lost)
-        time.sleep(0.05)
-
-
 def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: int = 64, rate: int = 48000,
                    seed: int = 1, voice: str = "transformer", box_log: str | None = None, on_report=None) -> dict:
     rng = np.random.default_rng(seed)
@@ -218,8 +203,10 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
             while True:
                 elapsed = time.monotonic() - start
                 if elapsed >= next_report or elapsed >= total_s:
+                    time.sleep(0.05)   # what was just sent has arrived
                     stats = last_stats = box.ask("stats")
-                    arrived, ai_ons, answers, ai_held, lost = _settled(listeners, sent, previous["lost"])
+                    arrived, ai_ons, answers, ai_held = listeners.snapshot()
+                    lost = _lost_by_paths(sent, arrived)
                     t_s = time.monotonic() - start
                     report = {
                         "minute": round(t_s / 60, 1), "mode": mode,
