@@ -269,7 +269,9 @@ def run_soak_bench(minutes: float = 60.0, report_minutes: float = 5.0, period: i
             listeners.stop()
             for client in (*sinks.values(), source):
                 client.delete()
-    lost_total = _lost_by_paths(sent, arrived)
+    # Counted at the last report, while the box still played: on stop it lets go of the player's
+    # held notes, and those note-offs would stand in for one the box never heard, hiding its loss.
+    lost_total = previous["lost"]
     rss = [r["rss_mb"] for r in reports]
     playing = last_stats   # memory is read while the box plays: once stopped, its JACK clients are gone
     return {
