@@ -46,18 +46,30 @@ def data_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def probe(jack_server):
+def running_boxes():
+    """The boxes make_box started, so that whichever fixture is torn down first stops them."""
+    return []
+
+
+@pytest.fixture
+def probe(jack_server, running_boxes):
     p = MidiProbe()
     yield p
+    # The boxes first: a box's patched thru looks at the probe's ports every 20 ms, and closing
+    # them under that look crashed a process (SIGSEGV) in `make bench` and once in CI (pytest
+    # tears `probe` down before `make_box` when a test asks for make_box first).
+    for box in running_boxes:
+        box.stop()
     p.close()
 
 
 @pytest.fixture
-def make_box(jack_server, data_dir):
-    """Start Boxes on the JACK server (no hardware auto-connect, no chatter); stopped after the test."""
+def make_box(jack_server, data_dir, running_boxes):
+    """Start Boxes on the JACK server (no hardware auto-connect, no chatter); stopped after the test
+    (Box.stop is idempotent), before any probe closes."""
     from sideman.box import Box, BoxConfig
 
-    boxes = []
+    boxes = running_boxes
 
     def make(voice=None, **config):
         config.setdefault("backend", "jack")
