@@ -69,18 +69,16 @@ def make_box(jack_server, data_dir, running_boxes):
     (Box.stop is idempotent), before any probe closes."""
     from sideman.box import Box, BoxConfig
 
-    boxes = running_boxes
-
     def make(voice=None, **config):
         config.setdefault("backend", "jack")
         config.setdefault("autoconnect", "")
         box = Box(BoxConfig(**config), voice=voice, announce=lambda text: None)
         box.start()
-        boxes.append(box)
+        running_boxes.append(box)
         return box
 
     yield make
-    for box in boxes:
+    for box in running_boxes:
         box.stop()
 
 
