@@ -213,3 +213,39 @@ def test_finetune_with_lora_adapters_writes_a_merged_model(trained, corpus, tmp_
     changed = [k for k, v in bundle.model.state_dict().items()
                if k in base.model.state_dict() and not torch.equal(v, base.model.state_dict()[k])]
     assert any("qkv" in k for k in changed)       # the adapters moved the attention weights
+
+
+def test_the_style_contrast_makes_the_pianists_row_matter(trained, corpus, capsys, tmp_path):
+    """The same 40 steps from the same weights, with and without the style contrast: with it, Ann's
+    val files are explained clearly better by her row than by the closest other row (`eval
+    --all-styles`). Without it, "others" explains them as well as her own row does."""
+    margin = {}
+    for weight in (0.0, 2.0):
+        config = tmp_path / f"contrast-{weight}.toml"
+        config.write_text(CONFIG.format(steps=40) + f"style_contrast = {weight}\nstyle_margin_bits = 1.5\n")
+        run, out = tmp_path / f"run-{weight}", tmp_path / f"model-{weight}"
+        assert sideman_train("fit", "--config", config, "--cache", trained["cache"], "--run-dir", run,
+                             "--init-from", trained["model"], "--out", out, "--steps", 40) == 0
+        rows = list(csv.DictReader(open(run / "loss.csv")))
+        assert ("train_margin_bits" in rows[-1]) == (weight > 0)   # logged only when it trains
+        by_style = eval_report(capsys, out, corpus, "Ann Alpha", "alpha", "--nll-only")["by_style"]
+        margin[weight] = min(by_style[s] for s in by_style if s != "alpha") - by_style["alpha"]
+    assert margin[2.0] > margin[0.0] + 0.3, margin
+
+
+def test_rivals_never_draw_the_windows_own_pianist_and_favour_the_closest():
+    from sideman_train.style_contrast import Rivals
+    rivals = Rivals(np.array([0, 1, 2, 3]), n_rows=6, temperature_bits=0.1)
+    own = np.array([1] * 400)
+    drawn = rivals.draw(own, np.random.default_rng(0))
+    assert not np.any(drawn == 1) and set(drawn) == {0, 2, 3}    # unseen pairs: every rival is tried
+    rivals.update(np.array([1, 1, 1]), np.array([0, 2, 3]), np.array([0.05, 0.6, float("nan")]))
+    drawn = rivals.draw(own, np.random.default_rng(1))
+    share = {r: float(np.mean(drawn == r)) for r in (0, 2, 3)}
+    assert share[2] < 0.01, share              # 2 is far from 1 already: the pushes go elsewhere
+    assert share[0] > 0.3 and share[3] > 0.3, share   # to 0, close, and to 3, never measured yet
+    restored = Rivals(np.array([0, 1, 2, 3]), n_rows=6)
+    restored.load(rivals.state())
+    assert restored.margin[1, 0] == rivals.margin[1, 0]           # resumable (kept in fit's checkpoint)
+    with pytest.raises(ValueError, match="two trained style rows"):
+        Rivals(np.array([1]), n_rows=6)

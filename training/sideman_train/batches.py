@@ -24,7 +24,7 @@ def to_torch(batch: dict, device, n_styles: int) -> dict[str, torch.Tensor]:
             out[key] = torch.as_tensor(value, dtype=torch.float32, device=device)
         elif key in INT_KEYS:
             out[key] = torch.as_tensor(value, dtype=torch.long, device=device)
-        elif key in ("loss_mask", "human_mask", "score_mask"):
+        elif key in ("loss_mask", "human_mask", "score_mask", "style_dropped"):
             out[key] = torch.as_tensor(value, dtype=torch.bool, device=device)
         else:
             out[key] = torch.as_tensor(value, dtype=torch.float32, device=device)

@@ -32,7 +32,11 @@ DEFAULTS: dict = {
               "pulse_dim": 4},                # 4: tempo and beat phase (conditioning.pulse_features)
     "train": {"steps": 4000, "lr": 1e-3, "warmup_steps": 200, "weight_decay": 0.05, "grad_clip": 1.0,
               "eval_every": 250, "seed": 0, "amp": "auto", "threads": 0,   # threads 0: torch's default
-              "human_weight": 0.25},          # loss weight of the human's events (the AI's weigh 1)
+              "human_weight": 0.25,           # loss weight of the human's events (the AI's weigh 1)
+              "style_contrast": 0.0,          # weight of the style contrast (style_contrast.py); 0: off
+              "style_margin_bits": 0.3,       # the margin it asks of each window's own pianist row
+              "rival_temperature_bits": 0.1,  # how strongly it picks the rows that come closest (Rivals)
+              "select": "val"},               # the bundle --out writes: lowest val bits, or "last"
 }
 
 

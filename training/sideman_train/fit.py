@@ -44,6 +44,7 @@ from sideman_train.corpus import CorpusError
 from sideman_train.training_data import ensure_cache, training_data
 from sideman_train.config import load_config
 from sideman_train.batches import to_torch, validation_batches
+from sideman_train.style_contrast import Rivals, style_contrast
 
 LN2 = math.log(2.0)
 
@@ -111,6 +112,11 @@ def masked_bits(scorer, batch: dict, human_weight: float = 0.0) -> tuple[torch.T
     human's events' bits and count at that weight (training). scorer: a JazzTransformer, or an
     EventLoss (possibly wrapped in DDP)."""
     nats = scorer.event_nats(batch) if isinstance(scorer, JazzTransformer) else scorer(batch)
+    return weighted_bits(nats, batch, human_weight)
+
+
+def weighted_bits(nats: torch.Tensor, batch: dict, human_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """masked_bits from per-event nats already computed."""
     weight = batch["loss_mask"].float()
     if human_weight > 0 and "human_mask" in batch:
         weight = weight + human_weight * batch["human_mask"].float()
@@ -155,10 +161,14 @@ def init_from_bundle(model: JazzTransformer, folder: Path) -> list[str]:
 
 
 @torch.no_grad()
-def validate(model, batches: list[dict], device, autocast) -> float:
+def validate(model, batches: list[dict], device, autocast, style_row: int | None = None) -> float:
+    """Bits/event over the batches' AI events, each window under its own style row, or all under
+    style_row."""
     model.eval()
     bits, count = 0.0, 0.0
     for batch in batches:  # (fit refuses to start without validation windows)
+        if style_row is not None:
+            batch = {**batch, "style": np.full_like(batch["style"], style_row)}
         with autocast():
             b, n = masked_bits(model, to_torch(batch, device, model.config.n_styles))
         bits += float(b)
@@ -225,7 +235,7 @@ def run(args) -> int:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
 
-    start_step, best_val, history = 0, float("inf"), []
+    start_step, best_val, history, rivals_state = 0, float("inf"), [], None
     checkpoint_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
@@ -234,11 +244,24 @@ def run(args) -> int:
         start_step, best_val, history = state["step"], state["best_val"], state["history"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        rivals_state = state.get("rivals")
         if distributed:  # only rank 0's random state is saved: give each rank its own stream again
             rng = np.random.default_rng([seed, rank, start_step])
             torch.manual_seed(seed * 1_000_003 + start_step)
         say(f"resumed at step {start_step} (best val {best_val:.3f} bits/event)")
     trained = EventLoss(model)
+    contrast, margin_bits = float(config["train"]["style_contrast"]), float(config["train"]["style_margin_bits"])
+    if contrast > 0 and distributed:  # DDP's reducer allows one forward per backward
+        raise SystemExit("sideman-train fit: train.style_contrast needs a second forward pass per step, "
+                         "which DistributedDataParallel does not allow; train it on one process")
+    rivals = None
+    if contrast > 0:
+        rivals = Rivals(np.array([s.row for s in data.styles]), data.n_style_rows,
+                        float(config["train"]["rival_temperature_bits"]))
+        rivals.load(rivals_state)
+    select = config["train"]["select"]
+    if select not in ("val", "last"):
+        raise SystemExit(f"sideman-train fit: train.select must be \"val\" or \"last\", not {select!r}")
     if distributed:
         trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -254,7 +277,7 @@ def run(args) -> int:
     deadline = budget_start + 60 * args.max_minutes if args.max_minutes else None
     began = time.monotonic() - (history[-1]["elapsed_s"] if history else 0.0)
     csv_path = run_dir / "loss.csv"
-    window_bits, window_count = 0.0, 0.0
+    window_bits, window_count, window_margins = 0.0, 0.0, []
 
     from tqdm import tqdm
     bar = tqdm(range(start_step, steps), initial=start_step, total=steps, disable=not is_main,
@@ -273,8 +296,18 @@ def run(args) -> int:
             group["lr"] = lr
         batch = to_torch(sampler.batch(batch_size), device, data.n_style_rows)
         with autocast():
-            bits, count = masked_bits(trained, batch, train_cfg["human_weight"])
+            nats = trained(batch)
+            bits, count = weighted_bits(nats, batch, train_cfg["human_weight"])
             loss = bits / count.clamp(min=1.0)
+            if contrast > 0:  # on half the windows: the second pass then costs half a step
+                half = {k: v[: batch_size // 2] for k, v in batch.items()}
+                own_rows = half["style"].cpu().numpy()
+                rival_rows = rivals.draw(own_rows, rng)
+                hinge, margins = style_contrast(trained, half, nats[: batch_size // 2],
+                                                torch.as_tensor(rival_rows, device=device), margin_bits)
+                loss = loss + contrast * hinge
+                rivals.update(own_rows, rival_rows, margins.float().cpu().numpy())
+                window_margins.extend(m for m in margins.float().cpu().numpy() if np.isfinite(m))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
@@ -285,19 +318,27 @@ def run(args) -> int:
         if is_main and ((step + 1) % eval_every == 0 or last):
             row = {"step": step + 1, "train_bits": window_bits / max(window_count, 1.0),
                    "lr": lr, "elapsed_s": time.monotonic() - began}
-            window_bits, window_count = 0.0, 0.0
+            if window_margins:
+                row["train_margin_bits"] = float(np.mean(window_margins))
+            window_bits, window_count, window_margins = 0.0, 0.0, []
             for name, batches in val_sets.items():
                 row[f"val_{name}_bits"] = validate(model, batches, device, autocast)
+            focus = config["data"]["default_style"]
+            if focus in val_sets:  # on the focus pianist's val windows, how much his row beats "others"
+                row[f"val_{focus}_margin_bits"] = (validate(model, val_sets[focus], device, autocast, style_row=0)
+                                                   - row[f"val_{focus}_bits"])
             row["val_bits"] = row[f"val_{data.selection_split}_bits"]
             history.append(row)
             _write_history(csv_path, history)
             improved = row["val_bits"] < best_val or not best_path.exists()
             if improved:
                 best_val = row["val_bits"]
+            if improved or select == "last":
                 save_torch_atomically({"model": model.state_dict(), "step": step + 1, "row": row}, best_path)
             save_torch_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                    "step": step + 1, "best_val": best_val, "history": history,
-                                   "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+                                   "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                                   "rivals": rivals.state() if rivals else None},
                                   checkpoint_path)
             bar.set_postfix(train=f"{row['train_bits']:.2f}", val=f"{row['val_bits']:.2f}", best=f"{best_val:.2f}")
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -321,7 +362,8 @@ def run(args) -> int:
                         "data": config["data"], "train": train_cfg}
             save_bundle(args.out, model.cpu(), data.styles, default_style=config["data"]["default_style"],
                         training=training)
-            say(f"wrote {args.out}/manifest.json (best val {best_val:.3f} bits/event at step {best['step']})")
+            say(f"wrote {args.out}/manifest.json (step {best['step']}, val {best['row']['val_bits']:.3f} "
+                f"bits/event; select = {select!r})")
     if distributed:
         dist.destroy_process_group()
     return 0

@@ -103,6 +103,7 @@ class StyleDropoutSampler:
         batch = self.inner.batch(batch_size)
         drop = self.rng.random(batch_size) < self.dropout
         batch["style"] = np.where(drop, 0, batch["style"])
+        batch["style_dropped"] = drop   # these windows' row is not their pianist's (style_contrast skips them)
         return batch
 
 
