@@ -8,9 +8,10 @@ import importlib
 import sys
 
 # In the order a new style goes through them: tables, corpus cache, training, evaluation, export,
-# and the README's rendered sample duets; then the box's listening and answering measured on real music.
+# and the README's rendered sample duets; then the box's listening and answering measured on real music;
+# and which network sizes the box can afford.
 COMMAND_MODULES = ("markov_build", "prepare", "fit", "finetune", "evaluate", "export", "sample_duets",
-                   "eval_listen", "eval_answers", "phrase_end_cues", "turn_cues")
+                   "eval_listen", "eval_answers", "phrase_end_cues", "turn_cues", "size_budget")
 
 
 def build_parser() -> argparse.ArgumentParser:
