@@ -7,7 +7,7 @@ ARGS   ?=
 
 DATA   ?= ../shared/data
 
-.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen eval-answers train-markov train train-more train-gpu finetune-mckenna eval-model export fuzz-din clean image screens
+.PHONY: setup system-packages sample-duets bench-audio setup-train run test test-all bench bench-reaction bench-soak bench-memory eval-listen eval-answers train-markov train train-more train-gpu size-budget finetune-mckenna eval-model export fuzz-din clean image screens
 
 # The venv is rebuilt only when pyproject.toml changes (idempotent set-up).
 $(STAMP): pyproject.toml
@@ -88,9 +88,14 @@ train: setup-train
 train-more: setup-train
 	$(VENV)/bin/sideman-train fit --config training/configs/pijama-cpu-more.toml --init-from $(MODEL) --pijama $(DATA)/pijama --out $(MODEL) --max-minutes 90 $(ARGS)
 
-## The same pipeline, full size, on a GPU machine (torchrun --nproc_per_node N -m sideman_train.cli fit ... for more GPUs).
+## The shipped network trained on from its landed weights on a GPU machine, for GPU_MINUTES (training/configs/pijama-gpu.toml).
+GPU_MINUTES ?= 8
 train-gpu: setup-train
-	$(VENV)/bin/sideman-train fit --config training/configs/pijama-gpu.toml --pijama $(DATA)/pijama --out $(MODEL) $(ARGS)
+	$(VENV)/bin/sideman-train fit --config training/configs/pijama-gpu.toml --init-from $(MODEL) --pijama $(DATA)/pijama --out $(MODEL) --max-minutes $(GPU_MINUTES) $(ARGS)
+
+## Which networks the box can afford: untrained ones of other sizes exported and timed on onnxruntime beside the shipped model.
+size-budget: setup-train
+	$(VENV)/bin/sideman-train size-budget --size wider-ff=192,4,4,3072 --size wider=256,4,4,2048 --size deeper=192,6,4,1536 --size gpu-15M=384,8,6,1536 $(ARGS)
 
 ## A style the base model never heard (Dave McKenna is left out of its training), from 50 of his files.
 finetune-mckenna: setup-train
