@@ -99,6 +99,11 @@ def test_a_bad_size_gets_a_clear_error(size):
     assert rc == 2 and out == "" and "--size" in err and "sideman-train size-budget" in err
 
 
+def test_a_folder_without_a_model_gets_a_clear_error(tmp_path):
+    rc, out, err = cli("size-budget", "--model", str(tmp_path), "--size", "tiny=16,1,2,32")
+    assert rc == 2 and out == "" and "no model manifest" in err
+
+
 def test_the_command_writes_its_report(shipped, tmp_path):
     out_file = tmp_path / "budget.json"
     rc, out, err = cli("size-budget", "--model", str(shipped), "--size", "tiny=16,1,2,32", "--rounds", "1",

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from sideman.model.bundle import load_bundle, save_bundle
+from sideman.model.model_files import ModelFileError
 from sideman.model.transformer import JazzTransformer, ModelConfig
 from sideman.paths import models_dir
 
@@ -74,9 +75,9 @@ def config_size(path: Path) -> tuple[str, dict]:
     return path.stem, {k: int(model[k]) for k in SIZE_FIELDS}
 
 
-def candidate_folder(shipped, size: dict, folder: Path, seed: int = 0) -> Path:
+def candidate_folder(shipped, size: dict, folder: Path, seed: int = 0) -> int:
     """An untrained model of this size with the shipped one's inputs, style rows and context, saved
-    and exported as a model folder the box can open."""
+    and exported as a model folder the box can open. Returns its parameter count."""
     from sideman_train.export import export_model
 
     config = ModelConfig.from_dict({**shipped.model.config.to_dict(), **size})
@@ -87,7 +88,7 @@ def candidate_folder(shipped, size: dict, folder: Path, seed: int = 0) -> Path:
     report = export_model(folder)
     if not report["passed"]:
         raise SizeError(f"{folder}: the exported graphs do not match PyTorch ({report['max_abs_diff']:.2e})")
-    return folder
+    return model.parameter_count()
 
 
 def shipped_mb(folder: Path) -> float:
@@ -148,8 +149,8 @@ def size_budget(candidates: list[tuple[str, dict]], model: Path | None = None, r
                     shipped.model.parameter_count(), shipped_folder)]
         for name, size in candidates:
             say(f"size-budget: {name}: building and exporting an untrained {size}")
-            folder = candidate_folder(shipped, size, work / "folders" / name)
-            entries.append((name, size, load_bundle(folder).model.parameter_count(), folder))
+            folder = work / "folders" / name
+            entries.append((name, size, candidate_folder(shipped, size, folder), folder))
         views = {name: models_view(work / "views" / name, folder) for name, _, _, folder in entries}
         rows: dict[str, list[dict]] = {name: [] for name, *_ in entries}
         for round_ in range(rounds):
@@ -176,7 +177,7 @@ def run(args) -> int:
             raise SizeError("give at least one --size or --config")
         report = size_budget(candidates, args.model, args.rounds, args.events,
                              say=lambda m: print(m, file=sys.stderr))
-    except (ValueError, OSError) as exc:   # SizeError, a config's ConfigError
+    except (ValueError, OSError, ModelFileError) as exc:   # SizeError, a config's ConfigError, a bad --model
         print(f"sideman-train size-budget: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(report, indent=1)
