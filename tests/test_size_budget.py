@@ -65,6 +65,7 @@ def test_the_candidates_have_the_asked_shape_and_what_it_weighs(report, shipped)
     # more parameters ship more megabytes (weights.pt and the ONNX graphs)
     assert rows["shipped"]["parameters"] < rows["deeper"]["parameters"] < rows["wider"]["parameters"]
     assert rows["shipped"]["shipped_mb"] < rows["deeper"]["shipped_mb"] < rows["wider"]["shipped_mb"]
+    assert all(0 < row["largest_file_mb"] < row["shipped_mb"] for row in rows.values())
 
 
 def measured(p99_ms: list[float], ready_s: float = 0.5, rss_mb: float = 200.0) -> list[dict]:
@@ -74,12 +75,15 @@ def measured(p99_ms: list[float], ready_s: float = 0.5, rss_mb: float = 200.0) -
 
 def test_a_network_over_a_limit_is_named_with_the_limit(report):
     assert all(c["fits"] and c["over"] == [] for c in report["candidates"])    # tiny networks fit the box
-    fits = size_budget.summarize("a", {}, 3_000_000, 40.0, measured([2.5, 3.1, 2.8]))
+    fits = size_budget.summarize("a", {}, 3_000_000, [13_300_000, 13_300_000, 12_400_000], measured([2.5, 3.1, 2.8]))
     assert fits["fits"] and fits["over"] == []
     # held at its worst round: one p99 over 5 ms is enough
-    slow = size_budget.summarize("b", {}, 3_000_000, 40.0, measured([2.5, 5.4, 2.8]))
+    assert (fits["shipped_mb"], fits["largest_file_mb"]) == (39.0, 13.3)
+    slow = size_budget.summarize("b", {}, 3_000_000, [39_000_000], measured([2.5, 5.4, 2.8]))
     assert not slow["fits"] and slow["over"] == ["event_p99_ms"]
-    heavy = size_budget.summarize("c", {}, 15_000_000, 181.0, measured([9.0], ready_s=6.0, rss_mb=450.0))
+    # 50 MB held against the files together, each under it
+    heavy = size_budget.summarize("c", {}, 15_000_000, [45_000_000, 45_000_000], measured([9.0], ready_s=6.0, rss_mb=450.0))
+    assert heavy["largest_file_mb"] == 45.0
     assert heavy["over"] == ["event_p99_ms", "ready_s", "peak_rss_mb", "shipped_mb"]
 
 

@@ -9,8 +9,9 @@ graph's cost per event depends on its tensors' shapes, not their values, so an u
 costs what a trained one of its shape will.
 
 Each candidate is held to the box's limits: per-event p99 ≤ 5 ms, ready ≤ 5 s and peak RSS ≤ 400 MB
-on onnxruntime, and shipped files (weights.pt and the ONNX graphs) ≤ 50 MB. The p99 limit is held
-against the worst round, since a 2-core machine's p99 moves by half from one run to the next.
+on onnxruntime, and shipped files (weights.pt and the ONNX graphs) ≤ 50 MB together (the largest
+one is reported too: models/README.md reads the 50 MB per file). The p99 limit is held against the
+worst round, since a 2-core machine's p99 moves by half from one run to the next.
 """
 
 from __future__ import annotations
@@ -91,10 +92,10 @@ def candidate_folder(shipped, size: dict, folder: Path, seed: int = 0) -> int:
     return model.parameter_count()
 
 
-def shipped_mb(folder: Path) -> float:
-    """What a model folder puts in the image: its weights and its ONNX graphs (with external data)."""
+def shipped_files(folder: Path) -> list[int]:
+    """Sizes of what a model folder puts in the image: its weights and its ONNX graphs (with external data)."""
     files = [folder / "weights.pt"] + sorted((folder / "onnx").glob("*.onnx")) + sorted((folder / "onnx").glob("*.data"))
-    return round(sum(f.stat().st_size for f in files if f.is_file()) / 1e6, 1)
+    return [f.stat().st_size for f in files if f.is_file()]
 
 
 def models_view(folder: Path, model_folder: Path) -> Path:
@@ -125,14 +126,17 @@ def measure(view: Path, events: int) -> dict:
     return row
 
 
-def summarize(name: str, size: dict, parameters: int, megabytes: float, rows: list[dict],
+def summarize(name: str, size: dict, parameters: int, file_bytes: list[int], rows: list[dict],
               limits: dict = LIMITS) -> dict:
-    """A candidate's rounds, held to the limits at its worst round."""
+    """A candidate's rounds, held to the limits at its worst round. The 50 MB is held against all
+    its shipped files together; `largest_file_mb` is there for models/README.md's per-file reading."""
     p99s = [r["event"]["p99_ms"] for r in rows]
+    megabytes = round(sum(file_bytes) / 1e6, 1)
     worst = {"event_p99_ms": max(p99s), "ready_s": max(r["ready_s"] for r in rows),
              "peak_rss_mb": max(r["peak_rss_mb"] for r in rows), "shipped_mb": megabytes}
     over = [key for key, limit in limits.items() if worst[key] > limit]
     return {"name": name, **size, "parameters": parameters, "shipped_mb": megabytes,
+            "largest_file_mb": round(max(file_bytes, default=0) / 1e6, 1),
             "event_p50_ms": [r["event"]["p50_ms"] for r in rows], "event_p99_ms": p99s,
             "step_p99_ms": [r["step"]["p99_ms"] for r in rows],
             "ready_s": [r["ready_s"] for r in rows], "peak_rss_mb": [r["peak_rss_mb"] for r in rows],
@@ -158,7 +162,7 @@ def size_budget(candidates: list[tuple[str, dict]], model: Path | None = None, r
                 rows[name].append(measure(views[name], events))
                 say(f"size-budget: round {round_ + 1}/{rounds} {name}: event p99 "
                     f"{rows[name][-1]['event']['p99_ms']:.2f} ms")
-        report = [summarize(name, size, parameters, shipped_mb(folder), rows[name])
+        report = [summarize(name, size, parameters, shipped_files(folder), rows[name])
                   for name, size, parameters, folder in entries]
     finally:
         shutil.rmtree(work, ignore_errors=True)
