@@ -416,6 +416,15 @@ def test_auto_picks_onnx_when_the_graphs_are_there_and_warm_up_reports_its_time(
     assert backend.warm_up(steps=4) > 0
 
 
+def test_warm_up_fits_a_context_shorter_than_its_steps(tmp_path):
+    """A 16-event model (smaller than the 24 warm-up steps) warms up within its positions."""
+    save_bundle(tmp_path, tiny_model(seed=1, context=16, n_styles=4), [Style("swing", "Swing", 0)], "swing")
+    bundle = load_bundle(tmp_path)
+    backend = TorchBackend(bundle.model)
+    assert backend.context == 16
+    assert backend.warm_up() > 0          # 24 steps by default: positions past 15 raised IndexError
+
+
 WJAZZD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wjazzd"
 
 

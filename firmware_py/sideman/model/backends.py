@@ -90,6 +90,7 @@ class ModelBackend:
         """Run a few events through every graph (first calls allocate and pick kernels), so the
         first answer is as fast as the rest. Returns the seconds it took."""
         start = time.perf_counter()
+        steps = min(steps, self.context - 1)   # positions and a prefill of `steps` events fit the cache
         zeros = np.zeros(12, dtype=np.float32)
         no_pulse = np.zeros(PULSE_DIM, dtype=np.float32)
         style = np.zeros(self.d_model, dtype=np.float32)
