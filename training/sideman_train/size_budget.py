@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from sideman.model.bundle import load_bundle, save_bundle
-from sideman.model.model_files import ModelFileError
+from sideman.model.model_files import ModelFileError, read_manifest
 from sideman.model.transformer import JazzTransformer, ModelConfig
 from sideman.paths import models_dir
 
@@ -93,9 +93,14 @@ def candidate_folder(shipped, size: dict, folder: Path, seed: int = 0) -> int:
 
 
 def shipped_files(folder: Path) -> list[int]:
-    """Sizes of what a model folder puts in the image: its weights and its ONNX graphs (with external data)."""
-    files = [folder / "weights.pt"] + sorted((folder / "onnx").glob("*.onnx")) + sorted((folder / "onnx").glob("*.data"))
-    return [f.stat().st_size for f in files if f.is_file()]
+    """Sizes of what a model folder puts in the image: its weights and the ONNX graphs its manifest
+    lists (with their external data), as `sideman-train export` wrote them."""
+    manifest = read_manifest(folder)
+    names = {manifest["weights"]["file"]}
+    for graph in manifest.get("graphs") or []:
+        names.add(graph["onnx"])
+        names.update(extra["file"] for extra in graph.get("external_data") or [])
+    return [(folder / name).stat().st_size for name in sorted(names)]
 
 
 def models_view(folder: Path, model_folder: Path) -> Path:
